@@ -1,0 +1,85 @@
+"""envkit: Gymnasium-style chat environments, rewards and GRPO + LoRA trainers for agentic RL.
+
+Importing envkit registers the bundled environments (and those of installed plug-ins) in
+gymnasium's registry under the ``envkit/`` namespace; heavy dependencies (torch, litellm, docker)
+are imported only when used.
+
+Example:
+    >>> import envkit
+    >>> env = envkit.make("Arithmetic-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs[-1]["role"]
+    'user'
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+# litellm fetches a price map from the internet when imported unless told not to.
+_os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from envkit.env import ChatEnv, Feedback, Task  # noqa: E402
+from envkit.errors import EnvkitError, EpisodeOverError, InfraError, InvalidActionError  # noqa: E402
+from envkit.registration import (  # noqa: E402
+    load_plugins,
+    make,
+    make_chat_env,
+    register,
+    registered_ids,
+    spec,
+)
+from envkit.registration import register_bundled as _register_bundled  # noqa: E402
+from envkit.tools import Tool, ToolBox, tool  # noqa: E402
+from envkit.types import (  # noqa: E402
+    Completion,
+    GenerationRequest,
+    Message,
+    ToolCall,
+    Trajectory,
+    TrajectoryGroup,
+    read_jsonl,
+    write_jsonl,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChatEnv",
+    "Completion",
+    "EnvkitError",
+    "EpisodeOverError",
+    "Feedback",
+    "GenerationRequest",
+    "InfraError",
+    "InvalidActionError",
+    "Message",
+    "Task",
+    "Tool",
+    "ToolBox",
+    "ToolCall",
+    "Trajectory",
+    "TrajectoryGroup",
+    "collect",
+    "load_plugins",
+    "make",
+    "make_chat_env",
+    "read_jsonl",
+    "register",
+    "registered_ids",
+    "spec",
+    "tool",
+    "write_jsonl",
+]
+
+_register_bundled()
+load_plugins()
+
+
+def __getattr__(name: str) -> object:
+    # Lazy attributes: keep `import envkit` light.
+    if name == "collect":
+        from envkit.rollout import collect
+
+        return collect
+    raise AttributeError(f"module 'envkit' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""The ``envkit`` command line (typer). ``envkit.cli.main:app`` is the root command."""

@@ -1,0 +1,3 @@
+from envkit.cli.main import main
+
+main()

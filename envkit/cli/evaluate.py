@@ -1,0 +1,91 @@
+"""``envkit eval``: run a policy on an env and report reward, pass@k, outcomes and timing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from envkit.metrics import RolloutSummary, summarize
+from envkit.rollout import collect
+from envkit.types import TrajectoryGroup, write_jsonl
+
+__all__ = ["print_summary", "run_eval"]
+
+
+def print_summary(summary: RolloutSummary, console: Console, title: str) -> None:
+    """Prints a ``RolloutSummary`` as a table."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    table.add_row("episodes", str(summary.episodes))
+    table.add_row("groups", str(summary.groups))
+    table.add_row("mean reward", fmt(summary.mean_reward))
+    table.add_row("reward std", fmt(summary.std_reward))
+    for k, v in summary.pass_at.items():
+        table.add_row(f"pass@{k}", fmt(v))
+    table.add_row("zero-variance groups", fmt(summary.zero_variance_groups))
+    for outcome, n in sorted(summary.outcomes.items()):
+        table.add_row(f"outcome {outcome}", str(n))
+    table.add_row("mean turns", f"{summary.mean_turns:.2f}")
+    table.add_row("mean episode s", f"{summary.mean_episode_s:.3f}")
+    if summary.wall_s is not None:
+        table.add_row("wall s", f"{summary.wall_s:.2f}")
+    console.print(table)
+
+
+def run_eval(
+    *,
+    env_id: str,
+    model: str,
+    num_tasks: int,
+    group_size: int,
+    concurrency: int,
+    seed: int,
+    env_kwargs: dict[str, Any],
+    out: Path | None,
+    api_base: str | None,
+    temperature: float,
+    max_tokens: int,
+    episode_timeout: float | None,
+    pass_threshold: float,
+    judge: str | None,
+    judge_api_base: str | None,
+    adapters: list[Path],
+    console: Console,
+) -> dict[str, list[TrajectoryGroup]]:
+    """Evaluates ``model`` (and each adapter) on ``num_tasks`` seeds; returns groups per policy."""
+    from envkit.policies import load_policy
+
+    seeds = list(range(seed, seed + num_tasks))
+    policy_kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+    if api_base:
+        policy_kwargs["api_base"] = api_base
+    with console.status(f"loading {model}..."):
+        policy = load_policy(model, **policy_kwargs)
+    results: dict[str, list[TrajectoryGroup]] = {}
+    start = time.perf_counter()
+    groups = collect(
+        env_id,
+        policy,
+        seeds=seeds,
+        group_size=group_size,
+        concurrency=concurrency,
+        env_kwargs=env_kwargs,
+        episode_timeout=episode_timeout,
+        progress=True,
+    )
+    wall = time.perf_counter() - start
+    results[model] = groups
+    print_summary(summarize(groups, pass_threshold=pass_threshold, wall_s=wall), console, f"{env_id} · {model}")
+    if out is not None:
+        write_jsonl(out, groups)
+        console.print(f"wrote {len(groups)} groups to {out}")
+    return results

@@ -1,0 +1,232 @@
+"""The ``envkit`` command line: list, inspect, check and evaluate environments.
+
+Run ``envkit --help`` or ``envkit COMMAND --help``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import envkit
+from envkit.registration import full_id, registered_ids
+
+app = typer.Typer(
+    name="envkit",
+    help="Gymnasium-style chat environments, rewards and GRPO + LoRA training for LLM agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+KwargOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kwarg",
+        "-k",
+        help="Env constructor argument as KEY=VALUE (VALUE parsed as JSON when it can be); "
+        "repeat for more.",
+    ),
+]
+
+
+def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
+    """Parses ``KEY=VALUE`` strings; values are JSON when they parse, else plain strings."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE (e.g. --kwarg max_turns=2)")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _resolve(env_id: str) -> str:
+    """The full id of a registered env, or exit with gymnasium's error and its suggestions."""
+    import gymnasium as gym
+
+    fid = full_id(env_id)
+    try:
+        gym.spec(fid)
+    except gym.error.Error as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        err_console.print("Run `envkit list` to see the registered environments.")
+        raise typer.Exit(2) from None
+    return fid
+
+
+def _summary_line(entry_point: Any) -> str:
+    if not isinstance(entry_point, str):
+        doc = getattr(entry_point, "__doc__", None) or ""
+    else:
+        import importlib
+
+        module, _, attr = entry_point.partition(":")
+        try:
+            doc = getattr(importlib.import_module(module), attr).__doc__ or ""
+        except Exception as e:  # a broken plug-in must not break the listing
+            return f"(cannot import: {type(e).__name__}: {e})"
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+@app.command("list")
+def list_envs(
+    all_namespaces: Annotated[
+        bool, typer.Option("--all", help="List every gymnasium env, not only envkit/ ones.")
+    ] = False,
+) -> None:
+    """List the registered environments."""
+    import gymnasium as gym
+
+    table = Table(title="Environments")
+    table.add_column("id", style="bold")
+    table.add_column("entry point")
+    table.add_column("description")
+    for env_id in registered_ids(None if all_namespaces else "envkit"):
+        ep = gym.registry[env_id].entry_point
+        table.add_row(env_id, str(ep), _summary_line(ep))
+    console.print(table)
+
+
+@app.command()
+def info(env_id: Annotated[str, typer.Argument(help="Env id, e.g. Arithmetic-v0.")]) -> None:
+    """Show an environment's spec, docs, tools and default reward."""
+    import gymnasium as gym
+
+    fid = _resolve(env_id)
+    spec = gym.spec(fid)
+    env = envkit.make_chat_env(fid)
+    try:
+        console.print(f"[bold]{fid}[/bold]  ({spec.entry_point})")
+        console.print(f"kwargs: {spec.kwargs}")
+        console.print(f"max_turns: {env.max_turns}")
+        console.print(f"observation space: {env.observation_space}")
+        console.print(f"action space: {env.action_space}")
+        console.print(f"default reward: {_default_reward(env)}")
+        tools = env.tool_schemas
+        console.print(f"tools: {', '.join(t['function']['name'] for t in tools) or 'none'}")
+        doc = (type(env).__doc__ or "").strip()
+        if doc:
+            console.print()
+            console.print(doc)
+    finally:
+        env.close()
+
+
+def _default_reward(env: Any) -> str:
+    name = getattr(env, "default_reward", None)
+    return str(name) if name else "the env's own verifiable reward (step rewards)"
+
+
+@app.command()
+def check(
+    env_id: Annotated[str, typer.Argument(help="Env id, e.g. Arithmetic-v0.")],
+    kwarg: KwargOption = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds to test with.")] = "0,1,2",
+) -> None:
+    """Run gymnasium's check_env and envkit's own checks; exit 1 if any fails."""
+    from envkit.checks import run_checks
+
+    fid = _resolve(env_id)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    with console.status(f"checking {fid}..."):
+        results = run_checks(fid, parse_kwargs(kwarg), seed_list)
+    table = Table(title=f"envkit check {fid}")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail")
+    for r in results:
+        table.add_row(r.name, "[green]pass[/green]" if r.passed else "[red]FAIL[/red]", r.detail)
+    console.print(table)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        err_console.print(f"[red]{len(failed)} check(s) failed[/red]")
+        raise typer.Exit(1)
+    console.print(f"[green]all {len(results)} checks passed[/green]")
+
+
+@app.command("eval")
+def eval_command(
+    env_id: Annotated[str, typer.Argument(help="Env id, e.g. Arithmetic-v0.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A litellm model string (e.g. openai/gpt-4o-mini), 'hf:PATH' for a local "
+            "transformers model, 'smollm2-135m' (bundled) or 'tiny-random'.",
+        ),
+    ],
+    num_tasks: Annotated[int, typer.Option("--num-tasks", "-n", min=1, help="Tasks (seeds).")] = 8,
+    group_size: Annotated[int, typer.Option("--group-size", "-g", min=1)] = 4,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 16,
+    seed: Annotated[int, typer.Option(help="First seed; tasks use seed, seed+1, ...")] = 10_000,
+    kwarg: KwargOption = None,
+    out: Annotated[Path | None, typer.Option(help="Write the trajectory groups to this JSONL.")] = None,
+    api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible API.")] = None,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 1.0,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per assistant turn.")] = 256,
+    episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode.")] = None,
+    pass_threshold: Annotated[
+        float, typer.Option(help="An episode passes (for pass@k) at this reward or above.")
+    ] = 1.0,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Also score each group with a RULER-style judge (a litellm model)."),
+    ] = None,
+    judge_api_base: Annotated[str | None, typer.Option(help="API base URL of the judge.")] = None,
+    adapter: Annotated[
+        list[Path] | None,
+        typer.Option(help="A LoRA adapter dir to compare with the base model (repeatable)."),
+    ] = None,
+) -> None:
+    """Run a policy on N tasks x G samples; print mean reward, pass@k, outcomes and timing."""
+    from envkit.cli.evaluate import run_eval
+
+    fid = _resolve(env_id)
+    run_eval(
+        env_id=fid,
+        model=model,
+        num_tasks=num_tasks,
+        group_size=group_size,
+        concurrency=concurrency,
+        seed=seed,
+        env_kwargs=parse_kwargs(kwarg),
+        out=out,
+        api_base=api_base,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        episode_timeout=episode_timeout,
+        pass_threshold=pass_threshold,
+        judge=judge,
+        judge_api_base=judge_api_base,
+        adapters=list(adapter or []),
+        console=console,
+    )
+
+
+def main() -> None:
+    """Entry point of the ``envkit`` console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""``ChatEnv``: a true ``gymnasium.Env`` whose observations are chat conversations.
+
+The observation is the conversation so far, a list of OpenAI-format message dicts; the action is
+the assistant's next turn, a string or a message dict with ``content`` and/or ``tool_calls``.
+A subclass writes two methods:
+
+* ``make_task(options)``: draw a task with ``self.np_random`` and return its opening messages;
+* ``respond(message)``: judge an assistant turn and return a ``Feedback`` (reward, done, replies).
+
+Tool calls are dispatched to the env's ``ToolBox`` (see ``envkit.tools``) when it has one.
+
+Example:
+    >>> from envkit.env import ChatEnv, Feedback, Task
+    >>> class Echo(ChatEnv):
+    ...     def make_task(self, options):
+    ...         word = ["cat", "dog"][int(self.np_random.integers(2))]
+    ...         return Task(messages=[{"role": "user", "content": f"Say {word}."}], answer=word)
+    ...     def respond(self, message):
+    ...         ok = (message.content or "").strip() == self.task.answer
+    ...         return Feedback(reward=float(ok), done=ok, messages=[] if ok else
+    ...                         [{"role": "user", "content": "No, try again."}])
+    >>> env = Echo(max_turns=2)
+    >>> obs, info = env.reset(seed=1)
+    >>> obs[-1]["content"]
+    'Say dog.'
+    >>> obs, reward, terminated, truncated, info = env.step("dog")
+    >>> reward, terminated, truncated
+    (1.0, True, False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, SupportsFloat
+
+import gymnasium as gym
+
+from envkit.errors import EpisodeOverError
+from envkit.spaces import AssistantTurn, Conversation, validate_assistant_turn
+from envkit.tools import ToolBox, ToolCallStats
+from envkit.types import Message
+
+__all__ = ["ChatEnv", "Feedback", "Task"]
+
+MessageLike = Message | Mapping[str, Any]
+
+
+@dataclass
+class Task:
+    """One task of an environment: the opening messages and what is needed to check answers.
+
+    Attributes:
+        messages: The conversation the model starts from (system and user messages).
+        id: A stable identifier of the task (defaults to ``"seed-<seed>"``).
+        answer: The reference answer, private to the env (never shown to the model).
+        info: JSON-serializable facts about the task, returned in ``reset``'s info.
+    """
+
+    messages: Sequence[MessageLike]
+    id: str | None = None
+    answer: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Feedback:
+    """The env's answer to one assistant turn.
+
+    Attributes:
+        reward: The reward of this step.
+        done: Whether the episode ended (``terminated=True``).
+        messages: Messages the env adds to the conversation (user feedback, tool results).
+        info: JSON-serializable facts to return in ``step``'s info.
+    """
+
+    reward: float = 0.0
+    done: bool = False
+    messages: Sequence[MessageLike] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class ChatEnv(gym.Env[list[dict[str, Any]], Any]):
+    """Base class of multi-turn chat environments.
+
+    Args:
+        max_turns: The number of assistant turns after which the episode is truncated.
+        system_prompt: If given, replaces (or adds) the system message of every task.
+        render_mode: ``"ansi"`` (``render()`` returns the conversation as text) or ``"human"``
+            (prints it).
+
+    Attributes:
+        toolbox: The tools the model may call (empty by default).
+        task: The current task (after ``reset``).
+        messages: The current conversation as ``Message`` objects.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 4}
+
+    def __init__(
+        self,
+        *,
+        max_turns: int = 1,
+        system_prompt: str | None = None,
+        render_mode: str | None = None,
+        toolbox: ToolBox | None = None,
+    ) -> None:
+        if not isinstance(max_turns, int) or max_turns < 1:
+            raise ValueError(f"max_turns must be a positive int, got {max_turns!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode={render_mode!r} is not supported; use one of "
+                f"{self.metadata['render_modes']} or None"
+            )
+        self.max_turns = max_turns
+        self.system_prompt = system_prompt
+        self.render_mode = render_mode
+        self.toolbox = toolbox if toolbox is not None else ToolBox()
+        self.observation_space = Conversation()
+        self.action_space = AssistantTurn(tool_names=list(self.toolbox.tools))
+        self.task: Task | None = None
+        self.messages: list[Message] = []
+        self.turn = 0
+        self._done: str | None = None  # why the episode is over, or None while it runs
+        self._closed = False
+
+    # ----------------------------------------------------------------- to override
+    def make_task(self, options: dict[str, Any] | None) -> Task:
+        """Draws a task with ``self.np_random`` and returns it. Subclasses must implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_task(options)")
+
+    def respond(self, message: Message) -> Feedback:
+        """Judges an assistant turn without tool calls. Subclasses must implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement respond(message)")
+
+    def after_tools(self, message: Message, results: list[Message]) -> Feedback:
+        """Judges a turn whose tool calls were answered by ``results``.
+
+        The default continues the episode with the tool results and reward 0. Override to end
+        the episode on a special tool (``submit``) or to shape rewards.
+        """
+        return Feedback(messages=results)
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        """The OpenAI schemas of the tools the model may call (empty if none)."""
+        return self.toolbox.schemas
+
+    def observation(self) -> list[dict[str, Any]]:
+        """The conversation so far as fresh OpenAI-format dicts (safe to mutate)."""
+        return [m.to_dict() for m in self.messages]
+
+    # ----------------------------------------------------------------- gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Starts an episode on a task drawn from ``seed`` (the same seed gives the same task)."""
+        super().reset(seed=seed)
+        task = self.make_task(options)
+        if not isinstance(task, Task):
+            raise TypeError(
+                f"{type(self).__name__}.make_task must return an envkit.Task, got "
+                f"{type(task).__name__}"
+            )
+        messages = [Message.coerce(m) for m in task.messages]
+        if self.system_prompt is not None:
+            messages = [m for m in messages if m.role != "system"]
+            messages.insert(0, Message(role="system", content=self.system_prompt))
+        if task.id is None:
+            task.id = f"seed-{seed}" if seed is not None else None
+        self.task = task
+        self.messages = messages
+        self.turn = 0
+        self._done = None
+        info = {"task_id": task.id, "turn": 0, **task.info}
+        return self.observation(), info
+
+    def step(
+        self, action: Any
+    ) -> tuple[list[dict[str, Any]], SupportsFloat, bool, bool, dict[str, Any]]:
+        """Adds the assistant's turn, lets the env answer, and returns the gymnasium 5-tuple.
+
+        Raises:
+            InvalidActionError: the action is not an assistant turn.
+            EpisodeOverError: the episode already ended; call ``reset()``.
+        """
+        if self.task is None:
+            raise gym.error.ResetNeeded("Call env.reset() before env.step().")
+        if self._done is not None:
+            raise EpisodeOverError(
+                f"The episode is over ({self._done} at turn {self.turn}); call env.reset() to "
+                "start a new one."
+            )
+        message = validate_assistant_turn(action)
+        self.messages.append(message)
+        self.turn += 1
+        stats: ToolCallStats | None = None
+        if message.tool_calls:
+            results, stats = self.toolbox.call_sync(message.tool_calls)
+            feedback = self.after_tools(message, results)
+        else:
+            feedback = self.respond(message)
+        return self._finish_step(feedback, stats)
+
+    def _finish_step(
+        self, feedback: Feedback, stats: ToolCallStats | None
+    ) -> tuple[list[dict[str, Any]], float, bool, bool, dict[str, Any]]:
+        if not isinstance(feedback, Feedback):
+            raise TypeError(
+                f"{type(self).__name__} must return an envkit.Feedback from respond/after_tools, "
+                f"got {type(feedback).__name__}"
+            )
+        reward = float(feedback.reward)
+        if not math.isfinite(reward):
+            raise ValueError(f"{type(self).__name__} returned a non-finite reward {reward}")
+        self.messages.extend(Message.coerce(m) for m in feedback.messages)
+        terminated = bool(feedback.done)
+        truncated = not terminated and self.turn >= self.max_turns
+        if terminated:
+            self._done = "terminated"
+        elif truncated:
+            self._done = "truncated"
+        info: dict[str, Any] = {"turn": self.turn, **(stats.as_info() if stats else {})}
+        info.update(feedback.info)
+        if self.render_mode == "human":
+            print(self.render_text())
+        return self.observation(), reward, terminated, truncated, info
+
+    async def areset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Async ``reset``; by default runs ``reset`` in a worker thread."""
+        return await asyncio.to_thread(lambda: self.reset(seed=seed, options=options))
+
+    async def astep(
+        self, action: Any
+    ) -> tuple[list[dict[str, Any]], SupportsFloat, bool, bool, dict[str, Any]]:
+        """Async ``step``; by default runs ``step`` in a worker thread."""
+        return await asyncio.to_thread(self.step, action)
+
+    def render_text(self) -> str:
+        """The conversation as readable text."""
+        lines = []
+        for m in self.messages:
+            body = m.content or ""
+            if m.tool_calls:
+                calls = ", ".join(f"{c.function.name}({c.function.arguments})" for c in m.tool_calls)
+                body = f"{body}\n  -> {calls}".strip()
+            lines.append(f"[{m.role}] {body}")
+        return "\n".join(lines)
+
+    def render(self) -> str | None:  # type: ignore[override]
+        """Renders per ``render_mode``: ``"ansi"`` returns text, ``"human"`` prints it."""
+        if self.render_mode == "ansi":
+            return self.render_text()
+        if self.render_mode == "human":
+            print(self.render_text())
+        return None
+
+    @property
+    def episode_over(self) -> bool:
+        """True once the episode terminated or was truncated."""
+        return self._done is not None
+
+    def close(self) -> None:
+        """Releases resources; calling it again does nothing."""
+        self._closed = True
+        super().close()

@@ -1,0 +1,39 @@
+"""Policies: what produces the assistant's turns.
+
+``Policy`` is the protocol; ``CallablePolicy`` and ``ScriptedPolicy`` run Python code,
+``LiteLLMPolicy`` calls any litellm model (OpenAI-compatible servers through ``api_base``) and
+``HFPolicy`` samples from a local transformers model. The last two import their heavy
+dependencies only when used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envkit.policies.base import BasePolicy, Policy, as_request
+from envkit.policies.scripted import CallablePolicy, ScriptedPolicy
+
+__all__ = [
+    "BasePolicy",
+    "CallablePolicy",
+    "HFPolicy",
+    "LiteLLMPolicy",
+    "Policy",
+    "ScriptedPolicy",
+    "as_request",
+    "load_policy",
+]
+
+_LAZY = {
+    "HFPolicy": "envkit.policies.hf",
+    "LiteLLMPolicy": "envkit.policies.litellm",
+    "load_policy": "envkit.policies.loading",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'envkit.policies' has no attribute {name!r}")
