@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything envkit needs on a Debian machine (root): Python packages, and with
+# --docker the Docker engine, a running daemon and the sandbox image. Idempotent: when all is
+# there already it checks and returns in a few seconds.
+#
+#   bash scripts/setup.sh            # Python packages only
+#   bash scripts/setup.sh --docker   # ... plus Docker engine, daemon and sandbox image
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+STAMP_DIR=.envkit
+STAMP="$STAMP_DIR/setup.stamp"
+mkdir -p "$STAMP_DIR"
+
+want_docker=0
+for arg in "$@"; do
+  case "$arg" in
+    --docker) want_docker=1 ;;
+    *) echo "setup.sh: unknown argument $arg (use --docker)" >&2; exit 2 ;;
+  esac
+done
+
+# The stamp records what the installed packages were installed from.
+fingerprint=$({ cat pyproject.toml; $PY --version; } | sha256sum | cut -d' ' -f1)
+
+python_ready() {
+  [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$fingerprint" ] &&
+    $PY -c "import envkit, envkit.trainers, torch, trl, peft, litellm, docker, pytest" 2>/dev/null
+}
+
+if python_ready; then
+  echo "setup: Python packages already installed"
+else
+  echo "setup: installing Python packages"
+  export PIP_DISABLE_PIP_VERSION_CHECK=1
+  if ! $PY -c "import torch" 2>/dev/null; then
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+      echo "setup: CUDA GPU found: installing the default (CUDA) torch build"
+      $PY -m pip install -q torch
+    else
+      # No GPU: the CPU build, so nothing pulls gigabytes of CUDA wheels.
+      echo "setup: no CUDA GPU: installing torch==2.13.0 (CPU)"
+      $PY -m pip install -q "torch==2.13.0"
+    fi
+  fi
+  $PY -m pip install -q -e ".[train,dev]"
+  echo "$fingerprint" > "$STAMP"
+fi
+
+if [ "$want_docker" = 1 ]; then
+  bash scripts/install_docker.sh
+fi
