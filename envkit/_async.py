@@ -4,10 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Coroutine
+import contextvars
+import functools
+import os
+import threading
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The thread pool that runs envkit's blocking work (env steps, sync tools, env factories).
+
+    asyncio's default executor has ``min(32, cpus + 4)`` threads (6 on a 2-core machine), which
+    would cap how many env steps of a rollout overlap; this pool grows on demand up to
+    ``ENVKIT_MAX_THREADS`` (default 256) threads. It is not the loop's default executor, so
+    ``asyncio.run`` does not wait at exit for a sync tool that overran its timeout.
+    """
+    global _executor
+    if _executor is None:
+        with _executor_lock:
+            if _executor is None:
+                _executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=int(os.environ.get("ENVKIT_MAX_THREADS", "256")),
+                    thread_name_prefix="envkit",
+                )
+    return _executor
+
+
+async def to_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Like ``asyncio.to_thread``, but on envkit's thread pool (see :func:`executor`)."""
+    loop = asyncio.get_running_loop()
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await loop.run_in_executor(executor(), call)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

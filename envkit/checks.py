@@ -152,6 +152,9 @@ def _check_tools(env_id: str, kwargs: dict[str, Any], seeds: list[int]) -> str:
     return f"{len(schemas)} valid tool schema(s)" if schemas else "no tools"
 
 
+_MAX_CHECK_TURNS = 100
+
+
 def _check_errors(env_id: str, kwargs: dict[str, Any], seeds: list[int]) -> str:
     env = _make(env_id, kwargs)
     try:
@@ -161,10 +164,16 @@ def _check_errors(env_id: str, kwargs: dict[str, Any], seeds: list[int]) -> str:
             raise _Failed("step(12345) did not raise InvalidActionError")
         except InvalidActionError:
             pass
-        for _ in range(env.max_turns):
+        turns = min(env.max_turns, _MAX_CHECK_TURNS)
+        for _ in range(turns):
             *_, terminated, truncated, _info = env.step("I am not sure.")
             if terminated or truncated:
                 break
+        if not (terminated or truncated) and env.max_turns > _MAX_CHECK_TURNS:
+            return (
+                f"bad actions raise InvalidActionError; stepping after the end was not tried "
+                f"(max_turns={env.max_turns} > {_MAX_CHECK_TURNS})"
+            )
         _require(terminated or truncated, f"not over after max_turns={env.max_turns} turns")
         try:
             env.step("again")

@@ -22,11 +22,12 @@ Example:
 from __future__ import annotations
 
 import importlib.metadata
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-from gymnasium.envs.registration import EnvSpec
+from gymnasium.envs.registration import EnvSpec, parse_env_id
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -48,6 +49,8 @@ BUNDLED: dict[str, tuple[str, dict[str, Any]]] = {
     "Arithmetic-v0": ("envkit.environments.arithmetic:ArithmeticEnv", {}),
     "Countdown-v0": ("envkit.environments.countdown:CountdownEnv", {}),
     "GuessNumber-v0": ("envkit.environments.guess_number:GuessNumberEnv", {}),
+    "PythonCoding-v0": ("envkit.environments.python_coding:PythonCodingEnv", {}),
+    "PythonTools-v0": ("envkit.environments.python_tools:PythonToolsEnv", {}),
 }
 
 
@@ -82,18 +85,18 @@ def register(
         gymnasium.error.Error: ``id`` has no version or is already registered (without override).
     """
     fid = full_id(id)
-    if "-v" not in fid.rsplit("/", 1)[-1]:
+    if parse_env_id(fid)[2] is None:
         raise gym.error.Error(
             f"Env id {fid!r} has no version; envkit ids are versioned, e.g. {fid}-v0. Bump the "
             "version when a change would alter rewards or tasks for the same seed."
         )
     if fid in gym.registry and not override:
-        existing = gym.registry[fid].entry_point
-        if existing == entry_point:
-            return fid
+        existing = gym.registry[fid]
+        if existing.entry_point == entry_point and existing.kwargs == (kwargs or {}):
+            return fid  # the same registration again (a module imported twice) is harmless
         raise gym.error.Error(
-            f"{fid!r} is already registered (entry point {existing!r}); pick another id or pass "
-            "override=True."
+            f"{fid!r} is already registered (entry point {existing.entry_point!r}, kwargs "
+            f"{existing.kwargs}); pick another id or pass override=True."
         )
     if fid in gym.registry:
         del gym.registry[fid]
@@ -142,10 +145,18 @@ def load_plugins() -> list[str]:
     """
     registered = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        fid = full_id(ep.name)
-        if fid in gym.registry:
-            continue
-        registered.append(register(fid, ep.value))
+        try:
+            fid = full_id(ep.name)
+            if fid in gym.registry:
+                continue
+            registered.append(register(fid, ep.value))
+        except (gym.error.Error, TypeError) as e:
+            # A broken plug-in must not break `import envkit` for everyone else.
+            warnings.warn(
+                f"envkit: skipping the {ENTRY_POINT_GROUP!r} entry point {ep.name!r} = "
+                f"{ep.value!r} of {getattr(ep.dist, 'name', '?')}: {e}",
+                stacklevel=2,
+            )
     return registered
 
 

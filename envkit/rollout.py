@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -29,7 +30,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from envkit._async import run_sync
+from envkit._async import run_sync, to_thread
 from envkit.env import ChatEnv
 from envkit.errors import InfraError
 from envkit.policies.base import Policy
@@ -47,16 +48,23 @@ __all__ = ["EnvPool", "acollect", "collect"]
 EnvSource = str | ChatEnv | gym.Env | Callable[[], gym.Env]
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _jsonable(value: Any) -> Any:
     """Converts info values to plain JSON (numpy scalars, tuples...); unknown objects to str."""
+    if type(value) is dict and all(
+        type(k) is str and type(v) in _SCALARS for k, v in value.items()
+    ):
+        return dict(value)  # the common case: a flat dict of JSON scalars, no round trip
     return json.loads(json.dumps(value, default=_json_default))
 
 
 def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist") and callable(o.tolist):  # numpy arrays and scalars, torch tensors
+        return o.tolist()
     if hasattr(o, "item") and callable(o.item):
         return o.item()
-    if hasattr(o, "tolist") and callable(o.tolist):
-        return o.tolist()
     if isinstance(o, (set, frozenset)):
         return sorted(o, key=str)
     return repr(o)
@@ -89,6 +97,7 @@ class EnvPool:
             from envkit.registration import make_chat_env
 
             self.env_id = _full(source)
+            gym.spec(self.env_id)  # an unknown id fails now, with gymnasium's suggestions
             self._factory = lambda: make_chat_env(source, **kwargs)
         elif isinstance(source, gym.Env):
             if kwargs:
@@ -119,7 +128,7 @@ class EnvPool:
             self._made += 1
             try:
                 assert self._factory is not None
-                env = await asyncio.to_thread(self._factory)
+                env = await to_thread(self._factory)
             except BaseException:
                 self._made -= 1
                 raise
@@ -134,7 +143,7 @@ class EnvPool:
         self._made -= 1
         if env is not self._user_env:
             self._owned.remove(env)
-            task = asyncio.ensure_future(asyncio.to_thread(_close_quietly, env))
+            task = asyncio.ensure_future(to_thread(_close_quietly, env))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -143,7 +152,7 @@ class EnvPool:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         envs, self._owned = self._owned, []
-        await asyncio.gather(*(asyncio.to_thread(_close_quietly, e) for e in envs))
+        await asyncio.gather(*(to_thread(_close_quietly, e) for e in envs))
 
 
 def _full(env_id: str) -> str:
@@ -153,10 +162,9 @@ def _full(env_id: str) -> str:
 
 
 def _close_quietly(env: ChatEnv) -> None:
-    try:
+    # Closing a broken env must not hide the episode's own error.
+    with contextlib.suppress(Exception):
         env.close()
-    except Exception:  # closing a broken env must not hide the episode's own error
-        pass
 
 
 class _Runner:
@@ -187,7 +195,11 @@ class _Runner:
             broken = traj.failed
         except asyncio.TimeoutError:
             traj.outcome = "timeout"
-            traj.error = f"the episode did not finish within episode_timeout={self.episode_timeout} s"
+            traj.error = (
+                f"the episode did not finish within episode_timeout={self.episode_timeout} s"
+            )
+        except Exception as e:  # e.g. a step result of the wrong shape: this episode failed
+            traj.outcome, traj.error = _classify(e, "handling the env's output")
         finally:
             self.pool.release(env, broken=broken)
             traj.timings.total_s = time.perf_counter() - start
@@ -208,9 +220,11 @@ class _Runner:
         tools = env.tool_schemas or None
         traj.tools = tools
         traj.messages = [Message.coerce(m) for m in obs]
+        last_obs = obs
         counters: Counter[str] = Counter()
         while True:
-            request = GenerationRequest(messages=traj.messages, tools=tools)
+            # model_construct: the messages are validated Message objects already.
+            request = GenerationRequest.model_construct(messages=list(traj.messages), tools=tools)
             t = time.perf_counter()
             try:
                 completions = await self.policy.agenerate([request])
@@ -232,7 +246,8 @@ class _Runner:
                 return
             finally:
                 traj.timings.env_s += time.perf_counter() - t
-            traj.messages = [Message.coerce(m) for m in obs]
+            traj.messages = _update_messages(traj.messages, last_obs, obs)
+            last_obs = obs
             traj.step_rewards.append(float(reward))
             traj.info = _jsonable(info)
             for key, value in info.items():
@@ -242,6 +257,20 @@ class _Runner:
                 traj.outcome = "ok" if terminated else "truncated"
                 traj.metrics.update({"turns": traj.num_turns, **counters})
                 return
+
+
+def _update_messages(
+    messages: list[Message], last_obs: Sequence[Any], obs: Sequence[Any]
+) -> list[Message]:
+    """``obs`` as ``Message`` objects, reusing those of the unchanged prefix of ``last_obs``.
+
+    Comparing dicts is much cheaper than validating them again, and an env that rewrites
+    earlier messages still gets them re-read.
+    """
+    n, limit = 0, min(len(last_obs), len(obs), len(messages))
+    while n < limit and obs[n] == last_obs[n]:
+        n += 1
+    return messages[:n] + [Message.coerce(m) for m in obs[n:]]
 
 
 def _single(completions: Sequence[Completion]) -> Completion:
@@ -299,7 +328,9 @@ class _Progress:
         if not self.enabled:
             return
         mean = sum(self.rewards) / len(self.rewards) if self.rewards else float("nan")
-        stats = f"reward {mean:.3f} " + " ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items()))
+        stats = f"reward {mean:.3f} " + " ".join(
+            f"{k}={v}" for k, v in sorted(self.outcomes.items())
+        )
         self.bar.update(self.task, advance=1, stats=stats)
 
     def close(self) -> None:
@@ -355,20 +386,23 @@ async def acollect(
         progress = sys.stderr.isatty()
     pool = EnvPool(env, concurrency, env_kwargs)
     runner = _Runner(pool, policy, options, episode_timeout)
-    groups = [
-        TrajectoryGroup(env_id=pool.env_id, seed=s, trajectories=[]) for s in seeds
-    ]
+    groups = [TrajectoryGroup(env_id=pool.env_id, seed=s, trajectories=[]) for s in seeds]
     remaining = [group_size] * len(seeds)
-    semaphore = asyncio.Semaphore(pool.size)
     bar = _Progress(progress, len(seeds) * group_size, f"{pool.env_id}")
     out_path = Path(jsonl_path) if jsonl_path is not None else None
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text("")
 
-    async def run_one(gi: int, k: int) -> None:
-        async with semaphore:
-            traj = await runner.episode(seeds[gi], k)
+    # ``concurrency`` workers pull episodes in order: cheaper than one task per episode all
+    # waiting on a semaphore (that costs ~20 us per episode).
+    jobs = iter([(gi, k) for gi in range(len(seeds)) for k in range(group_size)])
+
+    async def worker() -> None:
+        for gi, k in jobs:  # one shared iterator; the event loop runs one worker at a time
+            finish(gi, await runner.episode(seeds[gi], k))
+
+    def finish(gi: int, traj: Trajectory) -> None:
         groups[gi].trajectories.append(traj)
         bar.update(traj)
         remaining[gi] -= 1
@@ -381,9 +415,7 @@ async def acollect(
                     f.write(group.model_dump_json() + "\n")
 
     try:
-        await asyncio.gather(
-            *(run_one(gi, k) for gi in range(len(seeds)) for k in range(group_size))
-        )
+        await asyncio.gather(*(worker() for _ in range(min(pool.size, len(seeds) * group_size))))
     finally:
         bar.close()
         await pool.aclose()

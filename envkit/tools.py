@@ -39,7 +39,7 @@ from typing import Any, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from envkit._async import run_sync
+from envkit._async import run_sync, to_thread
 from envkit.errors import InfraError
 from envkit.types import Message, ToolCall
 
@@ -59,8 +59,16 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
         stripped = line.strip()
         header = stripped.rstrip(":").lower()
         if stripped.endswith(":") and header in {
-            "args", "arguments", "parameters", "returns", "raises", "example", "examples",
-            "yields", "note", "notes",
+            "args",
+            "arguments",
+            "parameters",
+            "returns",
+            "raises",
+            "example",
+            "examples",
+            "yields",
+            "note",
+            "notes",
         }:
             section = header
             current = None
@@ -142,11 +150,13 @@ class Tool:
                 self._bound_self = True
                 continue
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                raise TypeError(f"Tool {self.name!r}: *args/**kwargs cannot be described to a model")
+                raise TypeError(
+                    f"Tool {self.name!r}: *args/**kwargs cannot be described to a model"
+                )
             if pname not in hints:
                 raise TypeError(
-                    f"Tool {self.name!r}: argument {pname!r} has no type hint; the schema needs one "
-                    f"(e.g. `{pname}: str`)."
+                    f"Tool {self.name!r}: argument {pname!r} has no type hint; the schema needs "
+                    f"one (e.g. `{pname}: str`)."
                 )
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (hints[pname], Field(default, description=arg_docs.get(pname)))
@@ -210,7 +220,7 @@ class Tool:
         """Runs the tool on already validated arguments."""
         if self.is_async:
             return await self.fn(**kwargs)
-        return await asyncio.to_thread(self.fn, **kwargs)
+        return await to_thread(self.fn, **kwargs)
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
@@ -315,7 +325,7 @@ class ToolBox:
         except asyncio.TimeoutError:
             stats.errors += 1
             stats.timeouts += 1
-            return reply(f"Error: {name} did not finish within {timeout} s and was stopped.")
+            return reply(f"Error: {name} did not finish within {timeout} s; its result is lost.")
         except InfraError:
             raise
         except Exception as e:  # the tool's own failure is information for the model
@@ -337,4 +347,3 @@ class ToolBox:
     def call_sync(self, calls: Sequence[ToolCall]) -> tuple[list[Message], ToolCallStats]:
         """``call`` for synchronous code."""
         return run_sync(self.call(calls))
-

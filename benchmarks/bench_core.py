@@ -1,0 +1,252 @@
+"""Core benchmark: framework overhead per step, rollout concurrency, ``import envkit`` time.
+
+Run: ``python benchmarks/bench_core.py`` (about 30 s). Every figure is measured side by side in
+this one run and printed with its goal:
+
+1. overhead per step of a trivial env through ``ChatEnv.step`` and through ``collect`` (with
+   the env's step in a worker thread, the default, and on the event loop with
+   ``step_in_thread = False``), against calling the env's logic directly; goal <= 50 us/step;
+2. ``collect`` of 64 episodes whose env step and policy each take 50 ms, against a serial loop
+   over the same env and policy; goal >= 30x faster;
+3. ``import envkit`` in fresh interpreters (median), next to a bare interpreter and
+   ``import gymnasium``; goal < 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from envkit import ChatEnv, Feedback, Task
+from envkit.policies import CallablePolicy
+from envkit.rollout import collect
+from envkit.types import GenerationRequest, Message
+
+TURNS = 10
+
+
+def judge(text: str | None, answer: str) -> tuple[float, bool]:
+    """The trivial env's whole logic: is the reply the answer?"""
+    ok = (text or "").strip() == answer
+    return (1.0 if ok else 0.0), ok
+
+
+class Trivial(ChatEnv):
+    """Answer "7"; wrong replies get "no" until ``max_turns``."""
+
+    def __init__(self, max_turns: int = TURNS) -> None:
+        super().__init__(max_turns=max_turns)
+
+    def make_task(self, options: dict[str, Any] | None) -> Task:
+        return Task(messages=[{"role": "user", "content": "Say 7."}], answer="7")
+
+    def respond(self, message: Message) -> Feedback:
+        assert self.task is not None
+        reward, ok = judge(message.content, self.task.answer)
+        return Feedback(
+            reward=reward, done=ok, messages=[] if ok else [{"role": "user", "content": "no"}]
+        )
+
+
+class TrivialInline(Trivial):
+    step_in_thread = False
+
+
+class Sleepy(ChatEnv):
+    """One turn; ``respond`` blocks for ``DELAY`` seconds (like a sandbox call)."""
+
+    DELAY = 0.05
+
+    def make_task(self, options: dict[str, Any] | None) -> Task:
+        return Task(messages=[{"role": "user", "content": "Say 7."}], answer="7")
+
+    def respond(self, message: Message) -> Feedback:
+        time.sleep(self.DELAY)
+        return Feedback(reward=float(message.content == "7"), done=True)
+
+
+def best_of(repeats: int, fn: Callable[[], float]) -> float:
+    return min(fn() for _ in range(repeats))
+
+
+def bench_direct(steps: int) -> float:
+    def run() -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            judge("8", "7")
+        return (time.perf_counter() - start) / steps
+
+    return best_of(5, run)
+
+
+def bench_step(steps: int) -> float:
+    env = Trivial()
+
+    def run() -> float:
+        done = 0
+        start = time.perf_counter()
+        while done < steps:
+            env.reset(seed=0)
+            for _ in range(TURNS):
+                done += 1
+                if any(env.step("8")[2:4]):
+                    break
+        return (time.perf_counter() - start) / done
+
+    return best_of(5, run)
+
+
+def bench_episode(episodes: int) -> float:
+    """``reset`` + one ``step`` of a 1-turn episode, per step."""
+    env = Trivial(max_turns=1)
+
+    def run() -> float:
+        start = time.perf_counter()
+        for seed in range(episodes):
+            env.reset(seed=seed)
+            env.step("8")
+        return (time.perf_counter() - start) / episodes
+
+    return best_of(5, run)
+
+
+def bench_collect(env_cls: type[ChatEnv], episodes: int, turns: int) -> float:
+    policy = CallablePolicy(lambda messages, tools: "8")
+
+    def run() -> float:
+        start = time.perf_counter()
+        groups = collect(
+            lambda: env_cls(max_turns=turns),  # type: ignore[call-arg]
+            policy,
+            seeds=list(range(episodes)),
+            concurrency=1,
+            progress=False,
+        )
+        wall = time.perf_counter() - start
+        steps = sum(len(t.step_rewards) for g in groups for t in g)
+        assert steps == episodes * turns, steps
+        return wall / steps
+
+    return best_of(3, run)
+
+
+def bench_concurrency(episodes: int, delay: float) -> tuple[float, float]:
+    Sleepy.DELAY = delay
+    policy = CallablePolicy(lambda messages, tools: "7", delay=delay)
+
+    env = Sleepy()
+    start = time.perf_counter()
+    for seed in range(episodes):
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            request = GenerationRequest(messages=[Message.coerce(m) for m in obs], tools=None)
+            completion = policy.generate([request])[0]
+            obs, _, terminated, truncated, _ = env.step(completion.message)
+            done = terminated or truncated
+    serial = time.perf_counter() - start
+
+    start = time.perf_counter()
+    groups = collect(
+        Sleepy, policy, seeds=list(range(episodes)), concurrency=episodes, progress=False
+    )
+    concurrent = time.perf_counter() - start
+    assert all(t.outcome == "ok" and t.reward == 1.0 for g in groups for t in g)
+    return serial, concurrent
+
+
+def bench_import(runs: int) -> dict[str, float]:
+    def median(code: str) -> float:
+        times = []
+        for _ in range(runs):
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            times.append(float(out.stdout.strip()))
+        return statistics.median(times)
+
+    def median_process(code: str) -> float:
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    return {
+        "import gymnasium": median("import gymnasium"),
+        "import envkit": median("import envkit"),
+        "python -c pass (process)": median_process("pass"),
+        "python -c 'import envkit' (process)": median_process("import envkit"),
+    }
+
+
+def verdict(ok: bool) -> str:
+    return "OK  " if ok else "MISS"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_000, help="Steps for the overhead runs.")
+    parser.add_argument(
+        "--episodes", type=int, default=64, help="Episodes for the concurrency run."
+    )
+    parser.add_argument("--delay", type=float, default=0.05, help="Env and policy latency (s).")
+    parser.add_argument("--import-runs", type=int, default=7)
+    args = parser.parse_args()
+
+    print("== 1. framework overhead per step (trivial env, best of repeats)")
+    direct = bench_direct(args.steps)
+    step = bench_step(args.steps)
+    eps = max(1, args.steps // (TURNS * 10))
+    rows = [
+        ("logic called directly", direct),
+        (f"ChatEnv.step, {TURNS}-turn episodes", step),
+        ("ChatEnv.reset + step, 1-turn episodes", bench_episode(eps * 4)),
+        (
+            f"collect, {TURNS}-turn episodes, step on the loop",
+            bench_collect(TrivialInline, eps, TURNS),
+        ),
+        (f"collect, {TURNS}-turn episodes, step in a thread", bench_collect(Trivial, eps, TURNS)),
+        ("collect, 1-turn episodes, step on the loop", bench_collect(TrivialInline, eps * 4, 1)),
+        ("collect, 1-turn episodes, step in a thread", bench_collect(Trivial, eps * 4, 1)),
+    ]
+    print(f"   {'path':<45} {'us/step':>9} {'overhead us':>12}  goal <= 50 us")
+    for name, per_step in rows:
+        overhead = (per_step - direct) * 1e6
+        mark = "" if name.startswith("logic") else verdict(overhead <= 50)
+        print(f"   {name:<45} {per_step * 1e6:>9.2f} {overhead:>12.2f}  {mark}")
+    print(
+        "   (collect figures include the scripted policy, the Trajectory bookkeeping and asyncio;"
+    )
+    print("    'in a thread' is the default for envs, 'on the loop' is step_in_thread = False)")
+
+    print(f"\n== 2. {args.episodes} episodes, env step and policy {args.delay * 1e3:.0f} ms each")
+    serial, concurrent = bench_concurrency(args.episodes, args.delay)
+    ratio = serial / concurrent
+    print(f"   serial loop           {serial:8.3f} s")
+    print(f"   collect(concurrency={args.episodes}) {concurrent:8.3f} s")
+    print(f"   speed-up              {ratio:8.1f}x   goal >= 30x  {verdict(ratio >= 30)}")
+
+    print(f"\n== 3. import time, median of {args.import_runs} fresh interpreters")
+    imports = bench_import(args.import_runs)
+    for name, seconds in imports.items():
+        print(f"   {name:<38} {seconds:7.3f} s")
+    envkit_s = imports["import envkit"]
+    print(f"   import envkit: {envkit_s:.3f} s   goal < 0.5 s  {verdict(envkit_s < 0.5)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""A test plug-in package for envkit (see ``echo.EchoEnv``)."""
