@@ -99,6 +99,9 @@ class ChatEnv(gym.Env[list[dict[str, Any]], Any]):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    default_reward: ClassVar[str | None] = None
+    """Name of a registered reward (``envkit.rewards``) to score this env with by default;
+    ``None`` means the env's own step rewards."""
     step_in_thread: ClassVar[bool] = True
     """Whether ``areset``/``astep`` run ``reset``/``step`` in a worker thread (the default, safe
     for envs that block). Set it to False in an env whose ``make_task``/``respond`` are quick,

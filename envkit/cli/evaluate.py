@@ -84,8 +84,51 @@ def run_eval(
     )
     wall = time.perf_counter() - start
     results[model] = groups
-    print_summary(summarize(groups, pass_threshold=pass_threshold, wall_s=wall), console, f"{env_id} · {model}")
+    print_summary(
+        summarize(groups, pass_threshold=pass_threshold, wall_s=wall),
+        console,
+        f"{env_id} · {model}",
+    )
+    if judge is not None:
+        judge_groups(groups, judge, api_base=judge_api_base, console=console)
     if out is not None:
         write_jsonl(out, groups)
         console.print(f"wrote {len(groups)} groups to {out}")
     return results
+
+
+def judge_groups(
+    groups: list[TrajectoryGroup], judge: str, *, api_base: str | None, console: Console
+) -> None:
+    """Scores ``groups`` with a RULER judge and prints how well it agrees with the env's reward.
+
+    The env's own rewards stay in each trajectory's ``metrics["env_reward"]``; ``reward``
+    becomes the judge's score. The judge's answers are cached on disk, so a re-run is free.
+    """
+    from envkit.rewards import RulerJudge, agreement, score_groups
+
+    reference = [g.rewards for g in groups]
+    for group in groups:
+        for traj in group:
+            traj.metrics["env_reward"] = traj.reward
+    with console.status(f"judging {len(groups)} groups with {judge}..."):
+        report = score_groups(groups, RulerJudge(judge, api_base=api_base, cache=True))
+    agree = agreement([g.rewards for g in groups], reference)
+    table = Table(title=f"judge {judge} vs the env's reward")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    table.add_row("groups judged", str(report.groups - report.judge_errors))
+    table.add_row("judge errors (groups)", str(report.judge_errors))
+    table.add_row("groups compared", str(agree.groups_compared))
+    table.add_row("Spearman rho (mean per group)", fmt(agree.spearman_mean))
+    table.add_row("Kendall tau (mean per group)", fmt(agree.kendall_mean))
+    table.add_row("pairwise accuracy", fmt(agree.pairwise_accuracy))
+    table.add_row("zero-variance groups (env reward)", fmt(agree.zero_variance_reference))
+    table.add_row("zero-variance groups (judge)", fmt(agree.zero_variance_judge))
+    console.print(table)
+    for message in report.error_messages:
+        console.print(f"[yellow]judge error:[/yellow] {message}")

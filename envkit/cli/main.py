@@ -125,8 +125,10 @@ def info(env_id: Annotated[str, typer.Argument(help="Env id, e.g. Arithmetic-v0.
 
 
 def _default_reward(env: Any) -> str:
-    name = getattr(env, "default_reward", None)
-    return str(name) if name else "the env's own verifiable reward (step rewards)"
+    from envkit.rewards import default_reward_for
+
+    name = default_reward_for(env)
+    return str(name) if name else "the env's own verifiable reward (sum of step rewards)"
 
 
 @app.command()
@@ -142,7 +144,9 @@ def check(
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
-        raise typer.BadParameter(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+        raise typer.BadParameter(
+            f"--seeds must be comma-separated integers, got {seeds!r}"
+        ) from None
     with console.status(f"checking {fid}..."):
         results = run_checks(fid, parse_kwargs(kwarg), seed_list)
     table = Table(title=f"envkit check {fid}")
@@ -176,8 +180,12 @@ def eval_command(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 16,
     seed: Annotated[int, typer.Option(help="First seed; tasks use seed, seed+1, ...")] = 10_000,
     kwarg: KwargOption = None,
-    out: Annotated[Path | None, typer.Option(help="Write the trajectory groups to this JSONL.")] = None,
-    api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible API.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the trajectory groups to this JSONL.")
+    ] = None,
+    api_base: Annotated[
+        str | None, typer.Option(help="Base URL of an OpenAI-compatible API.")
+    ] = None,
     temperature: Annotated[float, typer.Option(min=0.0)] = 1.0,
     max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per assistant turn.")] = 256,
     episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode.")] = None,
@@ -217,6 +225,11 @@ def eval_command(
         adapters=list(adapter or []),
         console=console,
     )
+
+
+from envkit.cli.sandbox import app as sandbox_app  # noqa: E402
+
+app.add_typer(sandbox_app, name="sandbox")
 
 
 def main() -> None:
