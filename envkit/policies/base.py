@@ -8,7 +8,8 @@ Example:
     >>> from envkit.policies import CallablePolicy
     >>> from envkit.types import GenerationRequest, Message
     >>> policy = CallablePolicy(lambda messages, tools: "42")
-    >>> policy.generate([GenerationRequest(messages=[Message(role="user", content="6*7?")])])[0].message.content
+    >>> request = GenerationRequest(messages=[Message(role="user", content="6*7?")])
+    >>> policy.generate([request])[0].message.content
     '42'
 """
 
