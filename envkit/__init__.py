@@ -19,9 +19,9 @@ import os as _os
 # litellm fetches a price map from the internet when imported unless told not to.
 _os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from envkit.env import ChatEnv, Feedback, Task  # noqa: E402
-from envkit.errors import EnvkitError, EpisodeOverError, InfraError, InvalidActionError  # noqa: E402
-from envkit.registration import (  # noqa: E402
+from envkit.env import ChatEnv, Feedback, Task
+from envkit.errors import EnvkitError, EpisodeOverError, InfraError, InvalidActionError
+from envkit.registration import (
     load_plugins,
     make,
     make_chat_env,
@@ -29,9 +29,9 @@ from envkit.registration import (  # noqa: E402
     registered_ids,
     spec,
 )
-from envkit.registration import register_bundled as _register_bundled  # noqa: E402
-from envkit.tools import Tool, ToolBox, tool  # noqa: E402
-from envkit.types import (  # noqa: E402
+from envkit.registration import register_bundled as _register_bundled
+from envkit.tools import Tool, ToolBox, tool
+from envkit.types import (
     Completion,
     GenerationRequest,
     Message,

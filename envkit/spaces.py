@@ -172,9 +172,7 @@ class Conversation(Space[list[dict[str, Any]]]):
         upper = 6 if self.max_messages is None else max(1, min(6, self.max_messages))
         n = int(rng.integers(1, upper + 1))
         roles = ["user", "assistant"]
-        return [
-            {"role": roles[i % 2], "content": _random_text(rng, 1, 32)} for i in range(n)
-        ]
+        return [{"role": roles[i % 2], "content": _random_text(rng, 1, 32)} for i in range(n)]
 
     def contains(self, x: Any) -> bool:
         if not isinstance(x, list):

@@ -95,7 +95,9 @@ class Message(_Model):
     @model_validator(mode="after")
     def _check_roles(self) -> Message:
         if self.tool_calls and self.role != "assistant":
-            raise ValueError(f"only assistant messages may carry tool_calls, got role={self.role!r}")
+            raise ValueError(
+                f"only assistant messages may carry tool_calls, got role={self.role!r}"
+            )
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a tool message needs the tool_call_id of the call it answers")
         return self
@@ -160,7 +162,9 @@ class Completion(_Model):
     @model_validator(mode="after")
     def _check(self) -> Completion:
         if self.message.role != "assistant":
-            raise ValueError(f"a completion must be an assistant message, got {self.message.role!r}")
+            raise ValueError(
+                f"a completion must be an assistant message, got {self.message.role!r}"
+            )
         if (
             self.logprobs is not None
             and self.token_ids is not None
