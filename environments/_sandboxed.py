@@ -1,0 +1,96 @@
+"""``SandboxedEnv``: a ``ChatEnv`` whose episode owns one sandbox taken from a pool.
+
+The sandbox is acquired on first use in an episode (``sandbox()`` / ``await asandbox()``) and
+returned to the pool by the next ``reset`` and by ``close`` (idempotent), so every episode starts
+from a clean one. Sandbox failures surface as ``envkit.InfraError`` subclasses.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from envkit.sandbox.config import SandboxConfig
+from envkit.sandbox.pool import Backend, SandboxPool, shared_pool
+
+from envkit.env import ChatEnv
+from envkit.tools import ToolBox
+
+__all__ = ["SandboxedEnv"]
+
+
+class SandboxedEnv(ChatEnv):
+    """Base class of envs that run code in a sandbox.
+
+    Args:
+        sandbox: Backend: ``"docker"`` (default, hardened containers) or ``"local"``
+            (bubblewrap).
+        sandbox_config: A ``SandboxConfig`` (or a dict of its fields) for the sandboxes.
+        pool: A ``SandboxPool`` to take sandboxes from (default: the process-wide pool for
+            ``sandbox`` and ``sandbox_config``).
+        **kwargs: Passed to ``ChatEnv`` (``max_turns``, ``system_prompt``, ``render_mode``...).
+    """
+
+    def __init__(
+        self,
+        *,
+        sandbox: Backend = "docker",
+        sandbox_config: SandboxConfig | Mapping[str, Any] | None = None,
+        pool: SandboxPool | None = None,
+        toolbox: ToolBox | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(toolbox=toolbox, **kwargs)
+        if sandbox not in ("docker", "local"):
+            raise ValueError(
+                f"sandbox={sandbox!r}: use 'docker' (hardened containers, the default) or 'local' "
+                "(bubblewrap, for machines without a Docker daemon)"
+            )
+        if isinstance(sandbox_config, Mapping):
+            sandbox_config = SandboxConfig(**sandbox_config)
+        self.sandbox_backend: Backend = sandbox
+        self.sandbox_config = sandbox_config or SandboxConfig()
+        self._pool = pool
+        self._sandbox: Any = None
+        self._sandbox_lock = threading.Lock()
+
+    @property
+    def pool(self) -> SandboxPool:
+        """The pool this env takes its sandboxes from."""
+        if self._pool is None:
+            self._pool = shared_pool(self.sandbox_backend, self.sandbox_config)
+        return self._pool
+
+    def sandbox(self) -> Any:
+        """This episode's sandbox, acquired from the pool on first use."""
+        with self._sandbox_lock:
+            if self._sandbox is None:
+                self._sandbox = self.pool.get()
+            return self._sandbox
+
+    async def asandbox(self) -> Any:
+        """Async ``sandbox()``."""
+        if self._sandbox is not None:
+            return self._sandbox
+        from envkit.sandbox.base import run_blocking
+
+        return await run_blocking(self.sandbox)
+
+    def release_sandbox(self) -> None:
+        """Returns this episode's sandbox to the pool (a dead one is replaced there)."""
+        with self._sandbox_lock:
+            sb, self._sandbox = self._sandbox, None
+        if sb is not None and self._pool is not None:
+            self._pool.put(sb)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        self.release_sandbox()
+        return super().reset(seed=seed, options=options)
+
+    def close(self) -> None:
+        """Returns the sandbox to the pool; calling it again does nothing."""
+        self.release_sandbox()
+        super().close()

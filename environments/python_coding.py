@@ -1,0 +1,254 @@
+"""``envkit/PythonCoding-v0``: implement a Python function; the code runs in a sandbox.
+
+Each episode draws one of the original tasks of ``envkit.environments.coding_tasks`` (a statement,
+a signature, visible examples and hidden tests). The model answers with code in a ```python
+block; it is run in the episode's sandbox against the visible examples and the hidden tests
+(expected values stay on the host). If some tests fail, the model sees which visible examples
+failed and may try again until ``max_turns``. The episode's reward is the fraction of hidden tests
+that its final submission passes: 1.0 (and the episode ends) as soon as all pass.
+
+Example:
+    >>> import envkit
+    >>> env = envkit.make("PythonCoding-v0", max_turns=2)  # doctest: +SKIP
+    >>> obs, info = env.reset(seed=0)  # doctest: +SKIP
+    >>> info["function"]  # doctest: +SKIP
+    'count_islands'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from envkit.environments._sandboxed import SandboxedEnv
+from envkit.environments.coding_tasks import TASKS, CodingTask, get_task, outputs_equal
+
+from envkit.env import Feedback, Task
+from envkit.types import Message
+
+__all__ = ["PythonCodingEnv", "extract_code"]
+
+SYSTEM_PROMPT = (
+    "You are an expert Python programmer. Answer with the complete implementation of the "
+    "requested function in one ```python code block. You may import from the standard library "
+    "and define helper functions."
+)
+_BLOCK_RE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def extract_code(text: str | None) -> str | None:
+    """The last fenced code block of ``text``, or ``text`` itself if it looks like bare code.
+
+    Example:
+        >>> extract_code("Here:\\n```python\\ndef f():\\n    return 1\\n```")
+        'def f():\\n    return 1\\n'
+        >>> extract_code("no code here") is None
+        True
+    """
+    if not text:
+        return None
+    blocks = _BLOCK_RE.findall(text)
+    if blocks:
+        return blocks[-1]
+    stripped = text.strip()
+    if stripped.startswith(("def ", "import ", "from ", "class ")):
+        return stripped + "\n"
+    return None
+
+
+@cache
+def _harness_source() -> str:
+    return (Path(__file__).parent / "_coding_harness.py").read_text(encoding="utf-8")
+
+
+class PythonCodingEnv(SandboxedEnv):
+    """Write a Python function that passes hidden tests; retry after visible-test feedback.
+
+    Args:
+        tasks: Ids of the tasks to draw from (default: all). ``reset(options={"task_id": ...})``
+            picks one directly.
+        max_turns: Submissions allowed.
+        test_timeout: Seconds each test call may take.
+        total_timeout: Seconds all the test calls of a submission may take together.
+        sandbox: ``"docker"`` (default) or ``"local"`` (bubblewrap).
+        sandbox_config: ``SandboxConfig`` (or dict) of the sandboxes.
+        pool: A ``SandboxPool`` to use instead of the process-wide one.
+        system_prompt: Replaces the default system message.
+        render_mode: ``"ansi"``, ``"human"`` or ``None``.
+    """
+
+    def __init__(
+        self,
+        *,
+        tasks: Sequence[str] | None = None,
+        max_turns: int = 3,
+        test_timeout: float = 2.0,
+        total_timeout: float = 10.0,
+        sandbox: Any = "docker",
+        sandbox_config: Any = None,
+        pool: Any = None,
+        system_prompt: str | None = SYSTEM_PROMPT,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(
+            sandbox=sandbox,
+            sandbox_config=sandbox_config,
+            pool=pool,
+            max_turns=max_turns,
+            system_prompt=system_prompt,
+            render_mode=render_mode,
+        )
+        self.tasks: list[CodingTask] = [get_task(t) for t in tasks] if tasks else list(TASKS)
+        if not self.tasks:
+            raise ValueError("tasks is empty; leave it out to use all tasks")
+        if not test_timeout > 0 or not total_timeout > 0:
+            raise ValueError(
+                f"test_timeout and total_timeout must be positive, got {test_timeout}, "
+                f"{total_timeout}"
+            )
+        self.test_timeout = test_timeout
+        self.total_timeout = total_timeout
+
+    @property
+    def coding_task(self) -> CodingTask:
+        """The current episode's task."""
+        if self.task is None:
+            raise RuntimeError("call reset() first")
+        return self.task.answer  # type: ignore[no-any-return]
+
+    def make_task(self, options: dict[str, Any] | None) -> Task:
+        if options and "task_id" in options:
+            t = get_task(str(options["task_id"]))
+        else:
+            t = self.tasks[int(self.np_random.integers(len(self.tasks)))]
+        examples = "\n".join(f">>> {t.call_text(c)}\n{c.expected!r}" for c in t.examples)
+        prompt = (
+            f"Implement this Python function.\n\n{t.statement}\n\n```python\n{t.signature}\n"
+            f"    ...\n```\n\nExamples:\n{examples}\n\nReply with the complete function in a "
+            "```python code block."
+        )
+        return Task(
+            messages=[{"role": "user", "content": prompt}],
+            id=t.id,
+            answer=t,
+            info={"function": t.function, "hidden_tests": len(t.hidden)},
+        )
+
+    # ------------------------------------------------------------------ grading
+    def run_tests(self, code: str) -> dict[str, Any]:
+        """Runs ``code`` against the task's examples and hidden tests in the sandbox.
+
+        Returns a dict with ``visible`` and ``hidden`` lists of ``(passed, detail)`` and
+        ``load_error`` (or ``None``). Raises ``InfraError`` if the sandbox fails.
+        """
+        t = self.coding_task
+        cases = [*t.examples, *t.hidden]
+        marker = f"@@envkit-{secrets.token_hex(8)}@@"
+        request = {
+            "code": code,
+            "function": t.function,
+            "inputs": [c.args for c in cases],
+            "test_timeout": self.test_timeout,
+            "total_timeout": self.total_timeout,
+            "marker": marker,
+        }
+        budget = self.total_timeout + self.test_timeout + 10.0
+        result = self.sandbox().exec(
+            ["python3", "-I", "-c", _harness_source()], stdin=json.dumps(request), timeout=budget
+        )
+        report = _parse_report(result.stdout, marker)
+        if report is None:
+            why = result.describe()
+            tail = result.stderr.strip()[-600:]
+            report = {"load_error": f"the test run failed ({why}). {tail}".strip(), "results": []}
+        outcomes = []
+        for i, case in enumerate(cases):
+            res = report["results"][i] if i < len(report.get("results", [])) else None
+            outcomes.append(_judge(t, case, res, report.get("load_error")))
+        n_vis = len(t.examples)
+        return {
+            "visible": outcomes[:n_vis],
+            "hidden": outcomes[n_vis:],
+            "load_error": report.get("load_error"),
+        }
+
+    def respond(self, message: Message) -> Feedback:
+        t = self.coding_task
+        last_turn = self.turn >= self.max_turns
+        code = extract_code(message.content)
+        if code is None:
+            info = {"score": 0.0, "hidden_passed": 0, "visible_passed": 0, "code_found": False}
+            text = (
+                f"I found no code in your reply. Answer with the complete `{t.function}` "
+                "function in a ```python code block."
+            )
+            return Feedback(reward=0.0, messages=[{"role": "user", "content": text}], info=info)
+        graded = self.run_tests(code)
+        hidden_ok = sum(ok for ok, _ in graded["hidden"])
+        visible_ok = sum(ok for ok, _ in graded["visible"])
+        score = hidden_ok / len(graded["hidden"])
+        info = {
+            "score": score,
+            "hidden_passed": hidden_ok,
+            "visible_passed": visible_ok,
+            "code_found": True,
+        }
+        solved = hidden_ok == len(graded["hidden"]) and visible_ok == len(graded["visible"])
+        if solved or last_turn:
+            return Feedback(reward=score, done=solved, info=info)
+        return Feedback(
+            reward=0.0,
+            messages=[{"role": "user", "content": _feedback_text(t, graded, hidden_ok)}],
+            info=info,
+        )
+
+
+def _parse_report(stdout: str, marker: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(marker):
+            try:
+                report = json.loads(line[len(marker) :])
+            except ValueError:
+                return None
+            return report if isinstance(report, dict) else None
+    return None
+
+
+def _judge(t: CodingTask, case: Any, res: Any, load_error: str | None) -> tuple[bool, str]:
+    call = t.call_text(case)
+    if load_error:
+        return False, f"{call}: {load_error}"
+    if not isinstance(res, dict):
+        return False, f"{call}: no result"
+    if "error" in res:
+        return False, f"{call} raised {res['error']}"
+    if outputs_equal(res.get("value"), case.expected):
+        return True, ""
+    got = json.dumps(res.get("value"))
+    if len(got) > 200:
+        got = got[:200] + "..."
+    return False, f"{call} returned {got} but expected {case.expected!r}"
+
+
+def _feedback_text(t: CodingTask, graded: dict[str, Any], hidden_ok: int) -> str:
+    if graded["load_error"]:
+        return (
+            f"Your code could not be run: {graded['load_error']}\nFix it and answer with the "
+            f"complete `{t.function}` function in a ```python code block."
+        )
+    failed = [detail for ok, detail in graded["visible"] if not ok]
+    n_hidden = len(graded["hidden"])
+    if failed:
+        lines = "\n".join(f"- {d}" for d in failed[:5])
+        head = f"Your function fails {len(failed)} of {len(graded['visible'])} examples:\n{lines}"
+    else:
+        head = "Your function passes all the examples"
+    return (
+        f"{head}\nHidden tests passed: {hidden_ok} of {n_hidden}.\nFix the function and answer "
+        "with the complete corrected code in a ```python code block."
+    )

@@ -1,0 +1,226 @@
+"""``envkit/PythonTools-v0``: answer questions about generated files with tools in a sandbox.
+
+Each episode draws a task template (statistics of a CSV, the busiest path of a web log, a token
+hidden in a directory tree, a file to transform...) and generates its data files from the seed
+into the episode's own sandbox. The model gets four tools acting in that sandbox, ``run_python``,
+``run_shell``, ``write_file`` and ``read_file``, plus ``submit(answer)``. The episode ends when it
+submits (or replies without a tool call, which counts as its answer); the reward is 1.0 for a
+correct answer (for transform tasks: the file it had to write is right) and 0.0 otherwise.
+
+Example:
+    >>> import envkit
+    >>> env = envkit.make("PythonTools-v0")  # doctest: +SKIP
+    >>> obs, info = env.reset(seed=3)  # doctest: +SKIP
+    >>> [t["function"]["name"] for t in env.unwrapped.tool_schemas]  # doctest: +SKIP
+    ['run_python', 'run_shell', 'write_file', 'read_file', 'submit']
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from envkit.environments._sandboxed import SandboxedEnv
+from envkit.environments.tool_tasks import TEMPLATES, ToolTask, check_answer
+from envkit.sandbox.result import ExecResult
+
+from envkit.env import Feedback, Task
+from envkit.tools import ToolBox, tool
+from envkit.types import Message
+
+__all__ = ["PythonToolsEnv", "format_exec"]
+
+SYSTEM_PROMPT = (
+    "You work in a sandboxed Linux machine (Debian, Python 3 with its standard library, no "
+    "network). The files of the task are in the working directory /work. Use the tools to "
+    "inspect them and compute the answer; do not guess. When you know the answer, call "
+    "submit(answer)."
+)
+_ANSWER_RE = re.compile(r"(?i)answer\s*(?:is)?\s*[:=]?\s*(.+)")
+
+
+def format_exec(result: ExecResult, limit: int = 6000) -> str:
+    """A command's result as text for the model: status line, stdout and stderr (cut to fit)."""
+    parts = [result.describe()]
+    half = limit // 2
+    for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        if text:
+            if len(text) > half:
+                text = (
+                    text[: half // 2]
+                    + f"\n[... {len(text) - half} characters cut ...]\n"
+                    + text[-half // 2 :]
+                )
+            parts.append(f"--- {name} ---\n{text.rstrip()}")
+    return "\n".join(parts)
+
+
+class PythonToolsEnv(SandboxedEnv):
+    """Use tools in a sandbox to answer a question about generated files.
+
+    Args:
+        templates: Names of the templates to draw from (default: all; see
+            ``envkit.environments.tool_tasks.TEMPLATES``). ``reset(options={"template": ...})``
+            picks one directly.
+        max_turns: Assistant turns allowed.
+        tool_timeout: Seconds a ``run_python`` / ``run_shell`` command may run.
+        sandbox: ``"docker"`` (default) or ``"local"`` (bubblewrap).
+        sandbox_config: ``SandboxConfig`` (or dict) of the sandboxes.
+        pool: A ``SandboxPool`` to use instead of the process-wide one.
+        system_prompt: Replaces the default system message.
+        render_mode: ``"ansi"``, ``"human"`` or ``None``.
+    """
+
+    def __init__(
+        self,
+        *,
+        templates: Sequence[str] | None = None,
+        max_turns: int = 10,
+        tool_timeout: float = 20.0,
+        sandbox: Any = "docker",
+        sandbox_config: Any = None,
+        pool: Any = None,
+        system_prompt: str | None = SYSTEM_PROMPT,
+        render_mode: str | None = None,
+    ) -> None:
+        names = list(templates) if templates else sorted(TEMPLATES)
+        unknown = [n for n in names if n not in TEMPLATES]
+        if unknown or not names:
+            raise ValueError(
+                f"unknown templates {unknown}; choose from: {', '.join(sorted(TEMPLATES))}"
+            )
+        if not tool_timeout > 0:
+            raise ValueError(f"tool_timeout must be positive, got {tool_timeout}")
+        self.templates = names
+        self.tool_timeout = tool_timeout
+        self._submitted: str | None = None
+        super().__init__(
+            sandbox=sandbox,
+            sandbox_config=sandbox_config,
+            pool=pool,
+            max_turns=max_turns,
+            system_prompt=system_prompt,
+            render_mode=render_mode,
+            toolbox=None,
+        )
+        grace = self.sandbox_config.kill_grace
+        self.toolbox = ToolBox(
+            [self.run_python, self.run_shell, self.write_file, self.read_file, self.submit],
+            timeout=tool_timeout + grace + 10.0,
+            max_result_chars=8000,
+        )
+        from envkit.spaces import AssistantTurn
+
+        self.action_space = AssistantTurn(tool_names=list(self.toolbox.tools))
+
+    # ------------------------------------------------------------------ tools
+    @tool
+    async def run_python(self, code: str) -> str:
+        """Runs a Python 3 program in the sandbox (working directory /work) and returns its exit
+        code, stdout and stderr.
+
+        Args:
+            code: The program's source code.
+        """
+        sb = await self.asandbox()
+        result = await sb.aexec(["python3", "-"], stdin=code, timeout=self.tool_timeout)
+        return format_exec(result)
+
+    @tool
+    async def run_shell(self, command: str) -> str:
+        """Runs a shell command line with /bin/sh in the sandbox (working directory /work) and
+        returns its exit code, stdout and stderr.
+
+        Args:
+            command: The command line, e.g. "ls -R data | head".
+        """
+        sb = await self.asandbox()
+        result = await sb.aexec(command, timeout=self.tool_timeout)
+        return format_exec(result)
+
+    @tool
+    async def write_file(self, path: str, content: str) -> str:
+        """Writes a text file in the sandbox, creating parent directories.
+
+        Args:
+            path: File path, relative to /work or absolute.
+            content: The text to write.
+        """
+        sb = await self.asandbox()
+        await sb.awrite_files({path: content})
+        return f"Wrote {len(content.encode())} bytes to {path}."
+
+    @tool
+    async def read_file(self, path: str) -> str:
+        """Reads a text file from the sandbox.
+
+        Args:
+            path: File path, relative to /work or absolute.
+        """
+        sb = await self.asandbox()
+        return (await sb.aread_file(path)).decode("utf-8", "replace")
+
+    @tool
+    async def submit(self, answer: str) -> str:
+        """Submits your final answer and ends the episode.
+
+        Args:
+            answer: The answer, e.g. "42" or "docs/notes/a.txt" (or "done" for tasks that ask you
+                to write a file).
+        """
+        self._submitted = answer
+        return "Answer received."
+
+    # ------------------------------------------------------------------ episode
+    @property
+    def tool_task(self) -> ToolTask:
+        """The current episode's generated task."""
+        if self.task is None:
+            raise RuntimeError("call reset() first")
+        return self.task.answer  # type: ignore[no-any-return]
+
+    def make_task(self, options: dict[str, Any] | None) -> Task:
+        if options and "template" in options:
+            name = str(options["template"])
+            if name not in TEMPLATES:
+                raise ValueError(f"unknown template {name!r}; choose from {sorted(TEMPLATES)}")
+        else:
+            name = self.templates[int(self.np_random.integers(len(self.templates)))]
+        t = TEMPLATES[name](self.np_random)
+        listing = "\n".join(f"- {p}" for p in sorted(t.files)[:12])
+        more = f"\n- ... ({len(t.files) - 12} more)" if len(t.files) > 12 else ""
+        prompt = f"{t.question}\n\nFiles in /work:\n{listing}{more}"
+        return Task(
+            messages=[{"role": "user", "content": prompt}],
+            id=f"{name}-{int(self.np_random.integers(1 << 30))}",
+            answer=t,
+            info={"template": name},
+        )
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        obs, info = super().reset(seed=seed, options=options)
+        self._submitted = None
+        self.sandbox().write_files(self.tool_task.files)
+        return obs, info
+
+    def _grade(self, answer: str) -> Feedback:
+        ok, why = check_answer(self.tool_task, answer, self.sandbox().read_file)
+        info = {"correct": ok, "answer": answer[:200], "template": self.tool_task.template}
+        if why:
+            info["why"] = why
+        return Feedback(reward=float(ok), done=True, info=info)
+
+    def after_tools(self, message: Message, results: list[Message]) -> Feedback:
+        if self._submitted is None:
+            return Feedback(messages=results)
+        feedback = self._grade(self._submitted)
+        feedback.messages = results
+        return feedback
+
+    def respond(self, message: Message) -> Feedback:
+        text = (message.content or "").strip()
+        matches = _ANSWER_RE.findall(text)
+        return self._grade(matches[-1].strip() if matches else text)

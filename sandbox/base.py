@@ -1,0 +1,102 @@
+"""The ``Sandbox`` protocol (sync and async) and the shared executor for blocking sandbox calls."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from envkit.sandbox.result import ExecResult
+
+__all__ = ["Command", "Sandbox", "run_blocking"]
+
+T = TypeVar("T")
+Command = str | Sequence[str]
+"""A shell command line (run with ``/bin/sh -c``) or an argv list (run directly)."""
+
+_EXECUTOR: concurrent.futures.ThreadPoolExecutor | None = None
+_EXECUTOR_LOCK = threading.Lock()
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    # Sandbox calls block on sockets, not on CPU: many may wait at once, more than the default
+    # executor (cpu_count + 4 threads) allows without starving other asyncio.to_thread users.
+    global _EXECUTOR
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None:
+            _EXECUTOR = concurrent.futures.ThreadPoolExecutor(
+                max_workers=128, thread_name_prefix="envkit-sandbox"
+            )
+        return _EXECUTOR
+
+
+async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Runs a blocking sandbox call in envkit's sandbox thread pool and awaits it."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor(), functools.partial(fn, *args, **kwargs))
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """An isolated place to run untrusted commands, with a sync and an async face.
+
+    Implementations: ``DockerSandbox`` (hardened containers) and ``LocalSandbox`` (bubblewrap).
+
+    Example:
+        >>> from envkit.sandbox import DockerSandbox  # doctest: +SKIP
+        >>> with DockerSandbox() as sb:  # doctest: +SKIP
+        ...     sb.write_files({"a.py": "print(6 * 7)"})
+        ...     sb.exec("python3 a.py", timeout=5).stdout
+        '42\\n'
+    """
+
+    def exec(
+        self,
+        cmd: Command,
+        *,
+        timeout: float | None = None,
+        stdin: str | bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        """Runs a command; its whole process tree is killed when ``timeout`` expires."""
+        ...
+
+    def write_files(self, files: Mapping[str, str | bytes]) -> None:
+        """Writes files (paths relative to the work dir, or absolute), creating parents."""
+        ...
+
+    def read_file(self, path: str) -> bytes:
+        """Returns a file's content (raises ``FileNotFoundError`` if it does not exist)."""
+        ...
+
+    def close(self) -> None:
+        """Destroys the sandbox; calling it again does nothing."""
+        ...
+
+    async def aexec(
+        self,
+        cmd: Command,
+        *,
+        timeout: float | None = None,
+        stdin: str | bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        """Async ``exec``."""
+        ...
+
+    async def awrite_files(self, files: Mapping[str, str | bytes]) -> None:
+        """Async ``write_files``."""
+        ...
+
+    async def aread_file(self, path: str) -> bytes:
+        """Async ``read_file``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Async ``close``."""
+        ...

@@ -1,0 +1,172 @@
+"""``SupervisorChannel``: one long-running in-sandbox supervisor, reached over a docker exec stream.
+
+Starting a process with ``docker exec`` costs ~50 ms (the daemon, containerd and runc set up a
+new process). A channel pays that once: it starts the supervisor in ``serve`` mode with its stdin
+and stdout attached, then sends it one framed request at a time; each request costs a fork inside
+the sandbox (a few ms). The supervisor runs as the sandbox user, so the sandboxed code can kill
+it; the channel then reports itself dead and the sandbox starts another (or falls back to one
+``docker exec`` per command). It cannot impersonate it: only envkit holds the attached stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import select
+import socket
+import struct
+import threading
+import time
+from typing import Any
+
+from envkit.sandbox.supervised import DeadlineExceeded, RawReply
+
+__all__ = ["SupervisorChannel", "attach_exec"]
+
+_MAX_STDERR = 65536
+
+
+class AttachedExec:
+    """The hijacked socket of a started exec and the HTTP response that owns it."""
+
+    def __init__(self, api: Any, exec_id: str) -> None:
+        # docker-py's exec_start(socket=True) drops the HTTP response on unix sockets, which then
+        # cannot be closed cleanly; this is the same request, keeping the response.
+        self.response = api._post_json(
+            api._url("/exec/{0}/start", exec_id),
+            headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+            data={"Tty": False, "Detach": False},
+            stream=True,
+        )
+        wrapper = api._get_raw_response_socket(self.response)
+        self.sock: socket.socket = getattr(wrapper, "_sock", wrapper)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.response.close()
+        with contextlib.suppress(Exception):
+            self.sock.close()
+
+
+def attach_exec(api: Any, exec_id: str) -> AttachedExec:
+    """Starts exec ``exec_id`` with stdin/stdout/stderr attached; returns its stream."""
+    return AttachedExec(api, exec_id)
+
+
+class SupervisorChannel:
+    """A supervisor in ``serve`` mode inside a container.
+
+    Args:
+        api: docker-py's low-level ``APIClient``.
+        container_id: The container.
+        argv: The command that starts the supervisor.
+        user: The uid:gid it runs as.
+    """
+
+    def __init__(self, api: Any, container_id: str, argv: list[str], user: str) -> None:
+        exec_id = api.exec_create(
+            container_id, argv, stdin=True, stdout=True, stderr=True, tty=False, user=user
+        )["Id"]
+        self._attached = attach_exec(api, exec_id)
+        self._sock = self._attached.sock
+        self._frames = bytearray()  # multiplexed bytes not parsed yet
+        self._stdout = bytearray()
+        self._stderr = bytearray()
+        self.dead = False
+        self.lock = threading.Lock()
+        hello = marshal.dumps({"op": "serve"}, 2)
+        try:
+            self._sock.settimeout(10.0)
+            self._sock.sendall(len(hello).to_bytes(4, "big") + hello)
+        except OSError:
+            self.close()
+
+    def usable(self) -> bool:
+        """True if the supervisor is (as far as can be told without asking) still there."""
+        if self.dead:
+            return False
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):
+            self.close()
+            return False
+        if readable:
+            # An idle supervisor says nothing: this is EOF (it died) or a traceback on stderr.
+            self._pump(time.monotonic() + 0.05)
+            if self._stdout or self.dead:
+                self.close()
+                return False
+        return True
+
+    def _pump(self, t_end: float) -> bool:
+        """Reads and demultiplexes what is available until ``t_end``; False at EOF."""
+        left = t_end - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded
+        self._sock.settimeout(left)
+        try:
+            chunk = self._sock.recv(1 << 20)
+        except TimeoutError:
+            raise DeadlineExceeded from None
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.dead = True
+            return False
+        self._frames += chunk
+        while len(self._frames) >= 8:
+            kind, size = struct.unpack(">BxxxL", self._frames[:8])
+            if len(self._frames) < 8 + size:
+                break
+            body = self._frames[8 : 8 + size]
+            del self._frames[: 8 + size]
+            if kind == 1:
+                self._stdout += body
+            elif kind == 2:
+                self._stderr += body
+                del self._stderr[:-_MAX_STDERR]
+        return True
+
+    def request(
+        self, spec: dict[str, Any], payload: bytes, t_end: float, max_reply: int
+    ) -> RawReply | None:
+        """Sends one request and waits for its reply.
+
+        Returns ``None`` when the channel turned out to be dead before the request was sent
+        (the caller may use another way), or a ``RawReply`` (``exit_code=None`` and no stdout
+        when the supervisor died after receiving the request).
+
+        Raises:
+            DeadlineExceeded: no reply by ``t_end`` (the channel is then closed).
+        """
+        body = marshal.dumps(spec, 2)
+        frame = len(body).to_bytes(4, "big") + len(payload).to_bytes(4, "big") + body + payload
+        try:
+            self._sock.settimeout(max(0.001, t_end - time.monotonic()))
+            self._sock.sendall(frame)
+        except OSError:
+            self.close()
+            return None
+        try:
+            while True:
+                if len(self._stdout) >= 4:
+                    size = int.from_bytes(self._stdout[:4], "big")
+                    if size > max_reply:
+                        self.close()
+                        return RawReply(bytes(self._stdout[4:]), b"", None, overflow=True)
+                    if len(self._stdout) >= 4 + size:
+                        reply = bytes(self._stdout[4 : 4 + size])
+                        del self._stdout[: 4 + size]
+                        return RawReply(reply, b"", 0)
+                if not self._pump(t_end):
+                    err = bytes(self._stderr)
+                    self.close()
+                    return RawReply(b"", err, None)
+        except DeadlineExceeded:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Closes the stream; the supervisor sees end-of-input and exits."""
+        self.dead = True
+        self._attached.close()

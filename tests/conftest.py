@@ -1,0 +1,62 @@
+"""Session-wide test hooks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import uuid
+
+import pytest
+
+# Every sandbox container made by this run (and by processes it starts) carries this run id.
+os.environ.setdefault("ENVKIT_SANDBOX_RUN_ID", f"pytest-{uuid.uuid4().hex[:10]}")
+
+
+def _leftover_sandboxes() -> list[str] | None:
+    """Names of this run's sandbox containers still known to Docker (None: no daemon)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception:
+        return None
+    filters = {"label": ["envkit.sandbox", f"envkit.run_id={os.environ['ENVKIT_SANDBOX_RUN_ID']}"]}
+    try:
+        return [c.name for c in client.containers.list(all=True, filters=filters)]
+    finally:
+        client.close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fails the run if any sandbox container of this run outlived the tests."""
+    if "envkit.sandbox.pool" in sys.modules:  # process-wide pools live until exit: end them now
+        sys.modules["envkit.sandbox.pool"].close_shared_pools()
+    deadline = time.monotonic() + 15  # Docker's AutoRemove may still be finishing a removal
+    leftovers = _leftover_sandboxes()
+    while leftovers and time.monotonic() < deadline:
+        time.sleep(0.5)
+        leftovers = _leftover_sandboxes()
+    if leftovers:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"LEAK: {len(leftovers)} envkit sandbox container(s) outlived the tests: "
+                f"{', '.join(leftovers)}",
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        _remove(leftovers)
+
+
+def _remove(names: list[str]) -> None:
+    import docker
+
+    client = docker.from_env(timeout=30)
+    for name in names:
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_container(name, force=True)
+    client.close()
