@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from envkit.rewards import JudgeConfig, RulerJudge, score_groups
 from envkit.rewards.judge import build_messages
 
+from envkit.testing import ScriptedOpenAIServer, ruler_responder
 from envkit.types import Message, ToolCall, Trajectory, TrajectoryGroup
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "rewards"))
-from judge_server import OpenAIServer, rank_by
 
 SYSTEM = " ".join(
     f"Rule {k}: you are a careful software agent working in a repository; read files before "
@@ -116,29 +112,28 @@ def bench_tokens(size: int, turns: int) -> tuple[int, int]:
 
 
 def bench_calls(groups: int, size: int, turns: int) -> dict[str, float]:
-    server = OpenAIServer()
-    server.responder = rank_by(lambda text: min(1.0, len(text) / 2000))
+    score_of = ruler_responder(lambda text: min(1.0, len(text) / 2000))
     out: dict[str, float] = {}
-    try:
-        with tempfile.TemporaryDirectory() as cache_dir:
-            for label, options in [
-                ("default", {"cache": cache_dir}),
-                ("both_orders", {"both_orders": True}),
-                ("cached re-run", {"cache": cache_dir}),
-            ]:
-                judge = RulerJudge(
-                    "openai/judge-bench", api_base=server.base_url, api_key="bench", **options
-                )
-                batch = [group(s, size, turns) for s in range(groups)]
-                before = len(server.requests)
-                start = time.perf_counter()
-                report = score_groups(batch, judge)
-                wall = time.perf_counter() - start
-                assert report.judge_errors == 0 and report.scored == groups * size, report
-                out[label] = (len(server.requests) - before) / groups
-                out[f"{label} wall s"] = wall
-    finally:
-        server.close()
+    with (
+        ScriptedOpenAIServer(responder=score_of) as server,
+        tempfile.TemporaryDirectory() as cache_dir,
+    ):
+        for label, options in [
+            ("default", {"cache": cache_dir}),
+            ("both_orders", {"both_orders": True}),
+            ("cached re-run", {"cache": cache_dir}),
+        ]:
+            judge = RulerJudge(
+                "openai/judge-bench", api_base=server.url, api_key="bench", **options
+            )
+            batch = [group(s, size, turns) for s in range(groups)]
+            before = len(server.requests)
+            start = time.perf_counter()
+            report = score_groups(batch, judge)
+            wall = time.perf_counter() - start
+            assert report.judge_errors == 0 and report.scored == groups * size, report
+            out[label] = (len(server.requests) - before) / groups
+            out[f"{label} wall s"] = wall
     return out
 
 

@@ -32,7 +32,7 @@ if ! docker info >/dev/null 2>&1; then
   else
     echo "starting dockerd (log: $DOCKERD_LOG) ..."
     # overlay2 is the fast driver; if the daemon dies with it, retry with its default driver.
-    nohup dockerd --storage-driver=overlay2 >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    setsid nohup dockerd --storage-driver=overlay2 >>"$DOCKERD_LOG" 2>&1 </dev/null &
     pid=$!
     retried=0
   fi
@@ -40,7 +40,7 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 && break
     if [ -n "${pid:-}" ] && ! kill -0 "$pid" 2>/dev/null && [ "$retried" -eq 0 ]; then
       echo "dockerd exited with overlay2; retrying with the default storage driver ..."
-      nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+      setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
       pid=$!
       retried=1
     fi

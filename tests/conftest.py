@@ -10,6 +10,9 @@ import uuid
 
 import pytest
 
+# The `openai_server` fixture (a scripted OpenAI-compatible server on 127.0.0.1) for every test.
+pytest_plugins = ["envkit.testing.pytest_plugin"]
+
 # Every sandbox container made by this run (and by processes it starts) carries this run id.
 os.environ.setdefault("ENVKIT_SANDBOX_RUN_ID", f"pytest-{uuid.uuid4().hex[:10]}")
 

@@ -13,7 +13,37 @@ from envkit.metrics import RolloutSummary, summarize
 from envkit.rollout import collect
 from envkit.types import TrajectoryGroup, write_jsonl
 
-__all__ = ["print_summary", "run_eval"]
+__all__ = ["LOCAL_API_KEY", "judge_groups", "print_summary", "resolve_api_key", "run_eval"]
+
+LOCAL_API_KEY = "sk-envkit-local"
+"""The key sent to a server at ``--api-base`` when none is given: litellm's OpenAI client refuses
+to send a request without one, and local servers (vLLM, llama.cpp, Ollama) accept any."""
+
+
+def resolve_api_key(model: str, api_base: str | None, api_key: str | None) -> str | None:
+    """The API key to call ``model`` with.
+
+    ``api_key`` when given; else ``None`` (litellm reads the provider's environment variable, such
+    as ``OPENAI_API_KEY``) unless the model is served at ``api_base`` and litellm finds no key for
+    it in the environment: then ``LOCAL_API_KEY``.
+
+    Example:
+        >>> resolve_api_key("openai/m", "http://127.0.0.1:8000/v1", "sk-mine")
+        'sk-mine'
+        >>> resolve_api_key("openai/m", None, None) is None
+        True
+    """
+    if api_key:
+        return api_key
+    if not api_base:
+        return None
+    import litellm
+
+    try:
+        found = litellm.validate_environment(model=model, api_base=api_base)
+    except Exception:  # a model string litellm cannot map: a placeholder cannot hurt
+        return LOCAL_API_KEY
+    return None if found.get("keys_in_environment") else LOCAL_API_KEY
 
 
 def print_summary(summary: RolloutSummary, console: Console, title: str) -> None:
@@ -52,22 +82,32 @@ def run_eval(
     env_kwargs: dict[str, Any],
     out: Path | None,
     api_base: str | None,
+    api_key: str | None,
     temperature: float,
     max_tokens: int,
     episode_timeout: float | None,
     pass_threshold: float,
     judge: str | None,
     judge_api_base: str | None,
+    judge_api_key: str | None,
     adapters: list[Path],
     console: Console,
 ) -> dict[str, list[TrajectoryGroup]]:
-    """Evaluates ``model`` (and each adapter) on ``num_tasks`` seeds; returns groups per policy."""
+    """Evaluates ``model`` (and each adapter) on ``num_tasks`` seeds; returns groups per policy.
+
+    API keys: see ``resolve_api_key``; the judge uses ``api_key`` when it has no key of its own
+    and is served at the same ``api_base``.
+    """
     from envkit.policies import load_policy
+    from envkit.policies.loading import is_local_spec
 
     seeds = list(range(seed, seed + num_tasks))
     policy_kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
     if api_base:
         policy_kwargs["api_base"] = api_base
+    key = api_key if is_local_spec(model) else resolve_api_key(model, api_base, api_key)
+    if key is not None:  # a local model given a key gets load_policy's clear error
+        policy_kwargs["api_key"] = key
     with console.status(f"loading {model}..."):
         policy = load_policy(model, **policy_kwargs)
     results: dict[str, list[TrajectoryGroup]] = {}
@@ -90,7 +130,15 @@ def run_eval(
         f"{env_id} · {model}",
     )
     if judge is not None:
-        judge_groups(groups, judge, api_base=judge_api_base, console=console)
+        if judge_api_key is None and judge_api_base and judge_api_base == api_base:
+            judge_api_key = api_key
+        judge_groups(
+            groups,
+            judge,
+            api_base=judge_api_base,
+            api_key=resolve_api_key(judge, judge_api_base, judge_api_key),
+            console=console,
+        )
     if out is not None:
         write_jsonl(out, groups)
         console.print(f"wrote {len(groups)} groups to {out}")
@@ -98,12 +146,19 @@ def run_eval(
 
 
 def judge_groups(
-    groups: list[TrajectoryGroup], judge: str, *, api_base: str | None, console: Console
+    groups: list[TrajectoryGroup],
+    judge: str,
+    *,
+    api_base: str | None,
+    console: Console,
+    api_key: str | None = None,
 ) -> None:
     """Scores ``groups`` with a RULER judge and prints how well it agrees with the env's reward.
 
     The env's own rewards stay in each trajectory's ``metrics["env_reward"]``; ``reward``
     becomes the judge's score. The judge's answers are cached on disk, so a re-run is free.
+    ``api_key`` is the judge's key (``None``: litellm reads the provider's env var). A group the
+    judge cannot score is reported (``judge error: ...``) and keeps rewards ``None``.
     """
     from envkit.rewards import RulerJudge, agreement, score_groups
 
@@ -112,7 +167,8 @@ def judge_groups(
         for traj in group:
             traj.metrics["env_reward"] = traj.reward
     with console.status(f"judging {len(groups)} groups with {judge}..."):
-        report = score_groups(groups, RulerJudge(judge, api_base=api_base, cache=True))
+        scorer = RulerJudge(judge, api_base=api_base, api_key=api_key, cache=True)
+        report = score_groups(groups, scorer)
     agree = agreement([g.rewards for g in groups], reference)
     table = Table(title=f"judge {judge} vs the env's reward")
     table.add_column("metric")

@@ -186,6 +186,14 @@ def eval_command(
     api_base: Annotated[
         str | None, typer.Option(help="Base URL of an OpenAI-compatible API.")
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="API key of the model's server (default: the provider's env var such as "
+            "OPENAI_API_KEY; with --api-base and no key set, the placeholder 'sk-envkit-local').",
+            show_default=False,
+        ),
+    ] = None,
     temperature: Annotated[float, typer.Option(min=0.0)] = 1.0,
     max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per assistant turn.")] = 256,
     episode_timeout: Annotated[float | None, typer.Option(help="Seconds per episode.")] = None,
@@ -197,6 +205,14 @@ def eval_command(
         typer.Option(help="Also score each group with a RULER-style judge (a litellm model)."),
     ] = None,
     judge_api_base: Annotated[str | None, typer.Option(help="API base URL of the judge.")] = None,
+    judge_api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="API key of the judge (default: --api-key when the judge uses the same "
+            "--api-base, else as for --api-key).",
+            show_default=False,
+        ),
+    ] = None,
     adapter: Annotated[
         list[Path] | None,
         typer.Option(help="A LoRA adapter dir to compare with the base model (repeatable)."),
@@ -216,12 +232,14 @@ def eval_command(
         env_kwargs=parse_kwargs(kwarg),
         out=out,
         api_base=api_base,
+        api_key=api_key,
         temperature=temperature,
         max_tokens=max_tokens,
         episode_timeout=episode_timeout,
         pass_threshold=pass_threshold,
         judge=judge,
         judge_api_base=judge_api_base,
+        judge_api_key=judge_api_key,
         adapters=list(adapter or []),
         console=console,
     )

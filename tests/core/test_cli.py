@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from core_support import FakeOpenAIServer, GlobalRandomEnv
+from core_support import GlobalRandomEnv
 from typer.testing import CliRunner
 
 import envkit
@@ -129,52 +129,6 @@ def test_bad_options_exit_2(args: list[str], needle: str) -> None:
 )
 def test_parse_kwargs(items: list[str] | None, expected: dict) -> None:
     assert parse_kwargs(items) == expected
-
-
-def test_eval_against_a_local_openai_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "eval.jsonl"
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")  # litellm's openai/ provider wants one
-    with FakeOpenAIServer() as server:
-        result = runner.invoke(
-            app,
-            [
-                "eval",
-                "Arithmetic-v0",
-                "--model",
-                "openai/fake-model",
-                "--api-base",
-                server.base_url,
-                "-n",
-                "3",
-                "-g",
-                "2",
-                "-c",
-                "4",
-                "--seed",
-                "7",
-                "--max-tokens",
-                "8",
-                "--kwarg",
-                "max_turns=1",
-                "--out",
-                str(out),
-            ],
-        )
-        assert result.exit_code == 0, result.output + str(result.exception)
-        requests = list(server.requests)
-        authorizations = set(server.authorizations)
-    text = flat(result.output)
-    assert "mean reward 1.0000" in text and "pass@1 1.0000" in text and "outcome ok 6" in text
-    assert len(requests) == 6
-    assert {r["model"] for r in requests} == {"fake-model"}
-    assert authorizations == {"Bearer sk-local-test"}
-    assert {r.get("max_tokens", r.get("max_completion_tokens")) for r in requests} == {8}
-    groups = read_jsonl(out, TrajectoryGroup)
-    assert [g.seed for g in groups] == [7, 8, 9]
-    assert all(len(g) == 2 and g.rewards == [1.0, 1.0] for g in groups)
-    assert groups[0][0].usage is not None and groups[0][0].usage.completion_tokens == 1
 
 
 # ------------------------------------------------------------------ real subprocesses

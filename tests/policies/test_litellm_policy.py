@@ -7,11 +7,11 @@ import json
 from typing import Any
 
 import pytest
-from openai_server import OpenAIServer, Reply
 
 import envkit
 from envkit import ChatEnv, Feedback, Task
 from envkit.policies import LiteLLMPolicy, Policy
+from envkit.testing import Reply, ScriptedOpenAIServer, echo
 from envkit.types import GenerationRequest, Message
 
 TOOLS = [
@@ -30,9 +30,9 @@ TOOLS = [
 ]
 
 
-def make_policy(server: OpenAIServer, **kwargs: Any) -> LiteLLMPolicy:
+def make_policy(server: ScriptedOpenAIServer, **kwargs: Any) -> LiteLLMPolicy:
     kwargs.setdefault("num_retries", 0)
-    return LiteLLMPolicy("openai/test-model", api_base=server.api_base, api_key="sk-test", **kwargs)
+    return LiteLLMPolicy("openai/test-model", api_base=server.url, api_key="sk-test", **kwargs)
 
 
 def test_plain_answer(openai_server):
@@ -47,8 +47,8 @@ def test_plain_answer(openai_server):
     assert c.usage.completion_tokens == 4
     assert c.token_ids is None and c.logprobs is None  # an API gives no token data
     [sent] = openai_server.requests
-    assert sent["path"] == "/v1/chat/completions"
-    body = sent["json"]
+    assert sent.path == "/v1/chat/completions"
+    body = sent.body
     assert body["model"] == "test-model"
     assert body["messages"] == [{"role": "user", "content": "hello there"}]
     assert body["temperature"] == 0.3
@@ -57,24 +57,21 @@ def test_plain_answer(openai_server):
 
 
 def test_tool_call_response_becomes_tool_calls(openai_server):
-    openai_server.queue(
+    openai_server.script(
         Reply(
-            message={
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "call_abc",
-                        "type": "function",
-                        "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'},
-                    },
-                    {
-                        "id": "call_def",
-                        "type": "function",
-                        "function": {"name": "add", "arguments": "{not json"},
-                    },
-                ],
-            },
+            content=None,
+            tool_calls=[
+                {
+                    "id": "call_abc",
+                    "type": "function",
+                    "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'},
+                },
+                {
+                    "id": "call_def",
+                    "type": "function",
+                    "function": {"name": "add", "arguments": "{not json"},
+                },
+            ],
             finish_reason="tool_calls",
         )
     )
@@ -85,7 +82,7 @@ def test_tool_call_response_becomes_tool_calls(openai_server):
     assert [(t.id, t.function.name) for t in calls] == [("call_abc", "add"), ("call_def", "add")]
     assert json.loads(calls[0].function.arguments) == {"a": 1, "b": 2}
     assert calls[1].function.arguments == "{not json"  # kept for the env to report
-    assert openai_server.requests[0]["json"]["tools"] == TOOLS
+    assert openai_server.requests[0].body["tools"] == TOOLS
 
 
 def test_tool_turns_are_sent_in_openai_format(openai_server):
@@ -107,7 +104,7 @@ def test_tool_turns_are_sent_in_openai_format(openai_server):
     ]
     c = make_policy(openai_server)(messages, tools=TOOLS)
     assert c.message.content == "echo: 1+2?"
-    sent = openai_server.requests[0]["json"]["messages"]
+    sent = openai_server.requests[0].body["messages"]
     assert sent[2]["tool_calls"][0]["function"] == {"name": "add", "arguments": '{"a": 1, "b": 2}'}
     assert sent[3] == {"role": "tool", "tool_call_id": "c0", "content": "3"}
 
@@ -115,7 +112,7 @@ def test_tool_turns_are_sent_in_openai_format(openai_server):
 def test_http_500_raises(openai_server):
     import litellm
 
-    openai_server.queue(Reply(status=500))
+    openai_server.script(Reply(status=500))
     policy = make_policy(openai_server)
     with pytest.raises(litellm.InternalServerError, match="scripted failure"):
         policy([{"role": "user", "content": "x"}])
@@ -123,7 +120,7 @@ def test_http_500_raises(openai_server):
 
 
 def test_retries_recover_from_a_transient_500(openai_server):
-    openai_server.queue(Reply(status=500))
+    openai_server.script(Reply(status=500))
     c = make_policy(openai_server, num_retries=1)([{"role": "user", "content": "again"}])
     assert c.message.content == "echo: again"
     assert len(openai_server.requests) == 2
@@ -132,7 +129,7 @@ def test_retries_recover_from_a_transient_500(openai_server):
 def test_bad_request_raises_without_retrying(openai_server):
     import litellm
 
-    openai_server.queue(Reply(status=400, body={"error": {"message": "context too long"}}))
+    openai_server.script(Reply.fail(400, "context too long"))
     with pytest.raises(litellm.BadRequestError, match="context too long"):
         make_policy(openai_server, num_retries=2)([{"role": "user", "content": "x"}])
     assert len(openai_server.requests) == 1
@@ -141,13 +138,13 @@ def test_bad_request_raises_without_retrying(openai_server):
 def test_timeout_raises(openai_server):
     import litellm
 
-    openai_server.queue(Reply(delay_s=2.0))
+    openai_server.script(Reply(delay_s=2.0))
     with pytest.raises(litellm.Timeout):
         make_policy(openai_server, timeout=0.3)([{"role": "user", "content": "slow"}])
 
 
 def test_concurrency_is_limited(openai_server):
-    openai_server.queue(*[Reply(delay_s=0.1) for _ in range(8)])
+    openai_server.responder = lambda request: echo(request).delayed(0.1)
     policy = make_policy(openai_server, concurrency=3)
     requests = [
         GenerationRequest(messages=[Message(role="user", content=str(i))]) for i in range(8)
@@ -158,7 +155,7 @@ def test_concurrency_is_limited(openai_server):
 
 
 def test_concurrent_agenerate_calls_overlap(openai_server):
-    openai_server.queue(*[Reply(delay_s=0.2) for _ in range(6)])
+    openai_server.responder = lambda request: echo(request).delayed(0.2)
     policy = make_policy(openai_server, concurrency=8)
 
     async def main() -> list[Any]:
@@ -178,7 +175,7 @@ def test_concurrent_agenerate_calls_overlap(openai_server):
 
 def test_completion_kwargs_are_forwarded(openai_server):
     make_policy(openai_server, top_p=0.5, seed=7)([{"role": "user", "content": "x"}])
-    body = openai_server.requests[0]["json"]
+    body = openai_server.requests[0].body
     assert body["top_p"] == 0.5
     assert body["seed"] == 7
 
@@ -192,7 +189,7 @@ class OneShotEnv(ChatEnv):
 
 
 def test_rollout_records_server_errors_as_policy_errors(openai_server):
-    openai_server.queue(Reply(status=500))  # one episode fails, the other answers
+    openai_server.script(Reply(status=500))  # one episode fails, the other answers
     policy = make_policy(openai_server)
     [group] = envkit.collect(OneShotEnv, policy, seeds=[0], group_size=2, concurrency=1)
     outcomes = sorted(t.outcome for t in group)

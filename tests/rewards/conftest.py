@@ -1,4 +1,4 @@
-"""Shared set-up of the reward tests: the scripted OpenAI-compatible server and test groups."""
+"""Shared set-up of the reward tests: the judge's scripted OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -8,18 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from envkit.testing import ScriptedOpenAIServer
+
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from judge_server import OpenAIServer  # noqa: E402
-
 
 @pytest.fixture
-def server() -> Iterator[OpenAIServer]:
-    """A fresh scripted OpenAI-compatible server on 127.0.0.1 (see ``judge_server``)."""
-    srv = OpenAIServer()
-    try:
+def server() -> Iterator[ScriptedOpenAIServer]:
+    """A strict scripted server for the judge: an unscripted request gets HTTP 500, and every
+    completion reports 100 prompt and 20 completion tokens."""
+    with ScriptedOpenAIServer(responder=None, usage=(100, 20)) as srv:
         yield srv
-    finally:
-        srv.close()

@@ -60,9 +60,7 @@ def judge_for(server: Any, rubric: str | None = None, **options: Any) -> RulerJu
         "jitter": 0.0,
     }
     settings.update(options)
-    return RulerJudge(
-        "openai/judge-test", rubric, api_base=server.base_url, api_key="test", **settings
-    )
+    return RulerJudge("openai/judge-test", rubric, api_base=server.url, api_key="test", **settings)
 
 
 def score_of_answer(text: str) -> float:

@@ -8,8 +8,9 @@ import re
 
 import pytest
 from envkit.rewards import Reward, Rubric, to_trl
-from judge_server import OpenAIServer, Reply, rank_by
 from rewards_support import judge_for
+
+from envkit.testing import Reply, ScriptedOpenAIServer, ruler_responder
 
 
 def call(fn, **kwargs):
@@ -96,8 +97,8 @@ def test_errors_become_none_and_are_logged() -> None:
     assert logged == {"envkit/rubric/errors": 2.0, "envkit/rubric/judge_errors": 0.0}
 
 
-def test_judge_sees_each_prompt_group_in_one_request(server: OpenAIServer) -> None:
-    server.responder = rank_by(lambda text: 1.0 if "good" in text else 0.0)
+def test_judge_sees_each_prompt_group_in_one_request(server: ScriptedOpenAIServer) -> None:
+    server.responder = ruler_responder(lambda text: 1.0 if "good" in text else 0.0)
     fn = to_trl(judge_for(server), group_size=2)
     rewards = call(
         fn,
@@ -109,7 +110,7 @@ def test_judge_sees_each_prompt_group_in_one_request(server: OpenAIServer) -> No
     assert all(len(r.trajectories) == 2 for r in server.requests)
 
 
-def test_inside_a_real_grpo_trainer(server: OpenAIServer, tmp_path) -> None:
+def test_inside_a_real_grpo_trainer(server: ScriptedOpenAIServer, tmp_path) -> None:
     """Two GRPO steps on CPU with a tiny random model: judge + verifiable reward via to_trl."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     import trl
@@ -120,7 +121,7 @@ def test_inside_a_real_grpo_trainer(server: OpenAIServer, tmp_path) -> None:
     def respond(req):
         if any("What is 3+3?" in text for text in [req.user_text]):
             return Reply(status=400)  # this prompt's group cannot be judged
-        return rank_by(lambda text: min(1.0, len(text) / 400))(req)
+        return ruler_responder(lambda text: min(1.0, len(text) / 400))(req)
 
     server.responder = respond
     model, tokenizer = load_model("tiny-random")
