@@ -22,8 +22,10 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from envkit.env import ChatEnv, Feedback, Task
+from envkit.environments._checks import require_int, require_range
 from envkit.environments._parsing import last_integer
+
+from envkit.env import ChatEnv, Feedback, Task
 from envkit.types import Message
 
 __all__ = ["ArithmeticEnv"]
@@ -46,7 +48,13 @@ class ArithmeticEnv(ChatEnv):
         max_turns: Attempts allowed.
         system_prompt: Optional system message.
         render_mode: ``"ansi"``, ``"human"`` or ``None``.
+
+    Raises:
+        TypeError: ``operators`` is not a str, or an operand bound is not an int.
+        ValueError: unknown operators, ``min_operand > max_operand`` or ``num_operands < 2``.
     """
+
+    step_in_thread = False  # checking an answer takes microseconds
 
     def __init__(
         self,
@@ -60,6 +68,8 @@ class ArithmeticEnv(ChatEnv):
         render_mode: str | None = None,
     ) -> None:
         super().__init__(max_turns=max_turns, system_prompt=system_prompt, render_mode=render_mode)
+        if not isinstance(operators, str):
+            raise TypeError(f"operators must be a str such as '+-*', got {operators!r}")
         ops = [op for op in operators if not op.isspace()]
         unknown = sorted(set(ops) - set(_OPS))
         if not ops or unknown:
@@ -67,14 +77,11 @@ class ArithmeticEnv(ChatEnv):
                 f"operators={operators!r}: use a non-empty string of {''.join(_OPS)}"
                 + (f" (unknown: {unknown})" if unknown else "")
             )
-        if min_operand > max_operand:
-            raise ValueError(f"min_operand ({min_operand}) must be <= max_operand ({max_operand})")
-        if num_operands < 2:
-            raise ValueError(f"num_operands must be >= 2, got {num_operands}")
+        self.min_operand = require_int("min_operand", min_operand)
+        self.max_operand = require_int("max_operand", max_operand)
+        require_range("min_operand", min_operand, "max_operand", max_operand)
+        self.num_operands = require_int("num_operands", num_operands, minimum=2)
         self.operators = sorted(set(ops), key=ops.index)
-        self.min_operand = min_operand
-        self.max_operand = max_operand
-        self.num_operands = num_operands
 
     def make_task(self, options: dict[str, Any] | None) -> Task:
         rng = self.np_random
@@ -87,7 +94,7 @@ class ArithmeticEnv(ChatEnv):
             for _ in range(self.num_operands - 1)
         ]
         expression = str(operands[0])
-        for op, x in zip(ops, operands[1:]):
+        for op, x in zip(ops, operands[1:], strict=True):
             expression += f" {op} {x}"
         answer = _evaluate(operands, ops)
         prompt = f"What is {expression}? Reply with just the number."
@@ -116,13 +123,13 @@ def _evaluate(operands: list[int], ops: list[str]) -> int:
     """Evaluates with the usual precedence (``*`` before ``+``/``-``), without ``eval``."""
     terms: list[int] = [operands[0]]
     signs: list[str] = []
-    for op, x in zip(ops, operands[1:]):
+    for op, x in zip(ops, operands[1:], strict=True):
         if op == "*":
             terms[-1] = terms[-1] * x
         else:
             signs.append(op)
             terms.append(x)
     total = terms[0]
-    for sign, term in zip(signs, terms[1:]):
+    for sign, term in zip(signs, terms[1:], strict=True):
         total = _OPS[sign](total, term)
     return total
