@@ -102,6 +102,22 @@ def run_eval(
     from envkit.policies.loading import is_local_spec
 
     seeds = list(range(seed, seed + num_tasks))
+    if adapters:
+        return _eval_adapters(
+            env_id=env_id,
+            model=model,
+            adapters=adapters,
+            seeds=seeds,
+            group_size=group_size,
+            concurrency=concurrency,
+            env_kwargs=env_kwargs,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            episode_timeout=episode_timeout,
+            pass_threshold=pass_threshold,
+            out=out,
+            console=console,
+        )
     policy_kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
     if api_base:
         policy_kwargs["api_base"] = api_base
@@ -188,3 +204,48 @@ def judge_groups(
     console.print(table)
     for message in report.error_messages:
         console.print(f"[yellow]judge error:[/yellow] {message}")
+
+
+def _eval_adapters(
+    *,
+    env_id: str,
+    model: str,
+    adapters: list[Path],
+    seeds: list[int],
+    group_size: int,
+    concurrency: int,
+    env_kwargs: dict[str, Any],
+    temperature: float,
+    max_tokens: int,
+    episode_timeout: float | None,
+    pass_threshold: float,
+    out: Path | None,
+    console: Console,
+) -> dict[str, list[TrajectoryGroup]]:
+    """The base model and each LoRA adapter on the same tasks, one loaded model, one table."""
+    from envkit.policies.loading import is_local_spec
+    from envkit.trainers.adapters import evaluate_adapters, print_comparison
+
+    if not is_local_spec(model):
+        raise ValueError(
+            "--adapter needs a local base model (smollm2-135m, tiny-random, hf:PATH), "
+            f"got {model!r}"
+        )
+    base = model[3:] if model.startswith("hf:") else model
+    results = evaluate_adapters(
+        base,
+        env_id,
+        [str(a) for a in adapters],
+        seeds=seeds,
+        group_size=group_size,
+        env_kwargs=env_kwargs,
+        max_new_tokens=max_tokens,
+        temperature=temperature,
+        concurrency=concurrency,
+        episode_timeout=episode_timeout,
+    )
+    print_comparison(results, console, pass_threshold=pass_threshold)
+    if out is not None:
+        write_jsonl(out, [g for groups in results.values() for g in groups])
+        console.print(f"wrote {sum(len(g) for g in results.values())} groups to {out}")
+    return results

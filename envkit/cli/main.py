@@ -222,32 +222,39 @@ def eval_command(
     from envkit.cli.evaluate import run_eval
 
     fid = _resolve(env_id)
-    run_eval(
-        env_id=fid,
-        model=model,
-        num_tasks=num_tasks,
-        group_size=group_size,
-        concurrency=concurrency,
-        seed=seed,
-        env_kwargs=parse_kwargs(kwarg),
-        out=out,
-        api_base=api_base,
-        api_key=api_key,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        episode_timeout=episode_timeout,
-        pass_threshold=pass_threshold,
-        judge=judge,
-        judge_api_base=judge_api_base,
-        judge_api_key=judge_api_key,
-        adapters=list(adapter or []),
-        console=console,
-    )
+    try:
+        run_eval(
+            env_id=fid,
+            model=model,
+            num_tasks=num_tasks,
+            group_size=group_size,
+            concurrency=concurrency,
+            seed=seed,
+            env_kwargs=parse_kwargs(kwarg),
+            out=out,
+            api_base=api_base,
+            api_key=api_key,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            episode_timeout=episode_timeout,
+            pass_threshold=pass_threshold,
+            judge=judge,
+            judge_api_base=judge_api_base,
+            judge_api_key=judge_api_key,
+            adapters=list(adapter or []),
+            console=console,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
 
 
 from envkit.cli.sandbox import app as sandbox_app  # noqa: E402
+from envkit.cli.train import report_command, train_command  # noqa: E402
 
 app.add_typer(sandbox_app, name="sandbox")
+app.command("train")(train_command)
+app.command("report")(report_command)
 
 
 def main() -> None:

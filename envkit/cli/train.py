@@ -1,0 +1,267 @@
+"""``envkit train`` and ``envkit report``: GRPO + LoRA training from the command line.
+
+Mount them on the main app with ``app.command("train")(train_command)`` and
+``app.command("report")(report_command)``.
+
+Examples::
+
+    envkit train Arithmetic-v0 --model smollm2-135m -k operators=+* -k max_turns=1 \\
+        --steps 40 --out runs/arith
+    envkit train --resume --out runs/arith          # after a crash or kill -9
+    envkit train Arithmetic-v0 --model smollm2-135m --config train.yaml --set learning_rate=2e-4
+    envkit report runs/arith
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+__all__ = ["report_command", "train_command"]
+
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _kwargs(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"{item!r} is not KEY=VALUE (e.g. --kwarg max_turns=2)")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _reward(reward: str | None, judge: str | None, judge_api_base: str | None) -> Any:
+    if reward and judge:
+        raise _fail("pass --reward or --judge, not both (combine them in a Rubric from Python)")
+    if judge:
+        from envkit.rewards import RulerJudge
+
+        return (
+            RulerJudge(model=judge, api_base=judge_api_base)
+            if judge_api_base
+            else RulerJudge(model=judge)
+        )
+    if reward:
+        from envkit.rewards import get
+
+        try:
+            get(reward)
+        except KeyError as e:
+            raise _fail(str(e).strip("'\"")) from None
+        return reward
+    return None
+
+
+def _resumed_reward(spec: Any) -> Any:
+    if spec is None or isinstance(spec, str):
+        return _reward(spec, None, None)
+    if isinstance(spec, dict) and spec.get("judge"):
+        return _reward(None, spec["judge"], None)
+    raise _fail(
+        f"this run was trained with a Python reward ({spec}); resume it from Python with "
+        "GRPOTrainer(..., reward=...).train(resume=True)"
+    )
+
+
+def _config(
+    config_file: Path | None,
+    sets: list[str],
+    flags: dict[str, Any],
+    resume_dir: Path | None,
+) -> Any:
+    from envkit.trainers import GRPOConfig
+
+    try:
+        if resume_dir is not None:
+            cfg = GRPOConfig.from_yaml(resume_dir / "config.yaml")
+        elif config_file is not None:
+            cfg = GRPOConfig.from_yaml(config_file)
+        else:
+            cfg = GRPOConfig()
+        cfg = cfg.override({k: v for k, v in flags.items() if v is not None})
+        return cfg.override(sets)
+    except (ValueError, FileNotFoundError) as e:
+        raise _fail(str(e)) from None
+
+
+def train_command(
+    env_id: Annotated[
+        str | None, typer.Argument(help="Env id, e.g. Arithmetic-v0 (omit with --resume).")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="smollm2-135m (bundled), tiny-random, a HF model directory or a hub id.",
+        ),
+    ] = None,
+    reward: Annotated[
+        str | None, typer.Option(help="A registered reward name (default: the env's reward).")
+    ] = None,
+    judge: Annotated[
+        str | None, typer.Option(help="Score groups with a RULER-style judge (litellm model).")
+    ] = None,
+    judge_api_base: Annotated[str | None, typer.Option(help="API base URL of the judge.")] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", "-s", min=1, help="Optimizer steps.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="A YAML file of GRPOConfig fields.")
+    ] = None,
+    kwarg: Annotated[
+        list[str] | None,
+        typer.Option("--kwarg", "-k", help="Env constructor argument KEY=VALUE (repeatable)."),
+    ] = None,
+    group_size: Annotated[
+        int | None, typer.Option("--group-size", "-g", help="Episodes per task.")
+    ] = None,
+    groups_per_step: Annotated[int | None, typer.Option(help="Tasks per step.")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Most tokens per turn.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
+    save_steps: Annotated[int | None, typer.Option(help="Checkpoint every K steps.")] = None,
+    eval_every: Annotated[
+        int | None, typer.Option(help="Held-out evaluation every N steps.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed.")] = None,
+    report_to: Annotated[
+        list[str] | None, typer.Option(help="tensorboard, wandb, ... (repeatable).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any GRPOConfig field as KEY=VALUE (repeatable)."),
+    ] = None,
+) -> None:
+    """Train a LoRA adapter on an environment with GRPO; leaves a run folder (see docs)."""
+    from envkit.trainers.run_dir import RunDir
+
+    resume_dir = None
+    run_info: dict[str, Any] = {}
+    if resume:
+        if out is None:
+            raise _fail("--resume needs --out RUN_DIR (the run to continue)")
+        run = RunDir(out)
+        if not run.exists():
+            raise _fail(
+                f"{out} holds no run to resume (no config.yaml); drop --resume to start one"
+            )
+        resume_dir = out
+        run_info = run.read_run_info()
+        if env_id is not None and _full(env_id) != run_info.get("env"):
+            raise _fail(f"{out} trains {run_info.get('env')}, not {_full(env_id)}")
+        if model is not None and model != run_info.get("model"):
+            raise _fail(f"{out} trains --model {run_info.get('model')}, not {model}")
+        if kwarg or reward or judge or config:
+            raise _fail(
+                "--resume continues the run as configured: drop --kwarg/--reward/--judge/--config"
+            )
+    elif env_id is None or model is None:
+        raise _fail("give ENV_ID and --model (or --resume --out RUN_DIR)")
+    elif out is not None and RunDir(out).exists():
+        raise _fail(
+            f"{out} already holds a run; add --resume to continue it or choose another --out"
+        )
+    flags = {
+        "max_steps": steps,
+        "output_dir": str(out) if out is not None else None,
+        "group_size": group_size,
+        "groups_per_step": groups_per_step,
+        "learning_rate": learning_rate,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "save_steps": save_steps,
+        "eval_every": eval_every,
+        "seed": seed,
+        "report_to": report_to,
+    }
+    if not resume:
+        flags["env_kwargs"] = _kwargs(kwarg) or None
+    cfg = _config(config, list(set_ or []), flags, resume_dir)
+    env = run_info.get("env") if resume else _resolve_env(env_id)  # type: ignore[arg-type]
+    model_spec = run_info.get("model") if resume else model
+    reward_obj = (
+        _resumed_reward(run_info.get("reward"))
+        if resume
+        else _reward(reward, judge, judge_api_base)
+    )
+
+    from envkit.trainers import GRPOTrainer
+    from envkit.trainers.report import print_summary
+
+    console = Console()
+    with console.status(f"loading {model_spec} ..."):
+        try:
+            trainer = GRPOTrainer(model_spec, env, reward=reward_obj, config=cfg)
+        except (ValueError, RuntimeError, TypeError) as e:
+            raise _fail(str(e)) from None
+    console.print(
+        f"training [bold]{env}[/bold] with {model_spec}: {cfg.max_steps} steps x "
+        f"{cfg.groups_per_step} tasks x {cfg.group_size} episodes -> {trainer.run.path}"
+    )
+    try:
+        result = trainer.train(resume=resume)
+    except FileExistsError as e:
+        raise _fail(str(e)) from None
+    finally:
+        trainer.close()
+    print_summary(result.run_dir, console)
+    console.print(f"adapter: {result.adapter_dir}  reward curve: {trainer.run.plot_path}")
+
+
+def _full(env_id: str) -> str:
+    from envkit.registration import full_id
+
+    return full_id(env_id)
+
+
+def _resolve_env(env_id: str) -> str:
+    import gymnasium as gym
+
+    fid = _full(env_id)
+    try:
+        gym.spec(fid)
+    except gym.error.Error as e:
+        raise _fail(f"{e}\nRun `envkit list` to see the registered environments.") from None
+    return fid
+
+
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by envkit train.")],
+    plot: Annotated[bool, typer.Option(help="Redraw reward_curve.png.")] = True,
+) -> None:
+    """Print a run's summary (reward before/after, entropy, diversity, timing) and redraw plots."""
+    from envkit.trainers.report import plot_run, print_summary
+    from envkit.trainers.run_dir import RunDir
+
+    run = RunDir(run_dir)
+    if not run.metrics_path.is_file():
+        raise _fail(f"{run_dir} is not an envkit run folder (no metrics.jsonl)")
+    console = Console()
+    print_summary(run_dir, console)
+    if plot:
+        path = plot_run(run_dir)
+        console.print(f"reward curve: {path}")
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True)
+app.command("train")(train_command)
+app.command("report")(report_command)
