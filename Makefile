@@ -12,7 +12,7 @@ setup:
 	bash scripts/setup.sh --docker
 
 demo: setup
-	$(PY) -m envkit.cli eval Arithmetic-v0 --model smollm2-135m --num-tasks 8 --group-size 4 --max-tokens 32 --kwarg operators='"+*"' --kwarg max_turns=1
+	$(PY) -m envkit.cli train Arithmetic-v0 --model smollm2-135m -k operators='"+*"' -k max_turns=1 --steps 24 --max-new-tokens 32 --eval-every 12
 
 test: setup
 	$(PY) -m pytest -q --durations=20
