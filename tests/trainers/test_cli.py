@@ -1,0 +1,113 @@
+"""``envkit train`` / ``envkit report`` through typer's runner (the commands the lead mounts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from envkit.trainers.run_dir import RunDir
+from typer.testing import CliRunner
+
+from envkit.cli.train import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_train_then_report_then_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "Arithmetic-v0",
+        "--model",
+        "tiny-random",
+        "-k",
+        "operators=+",
+        "-k",
+        "max_turns=1",
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+        "--group-size",
+        "2",
+        "--groups-per-step",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--set",
+        "save_steps=1",
+        "--set",
+        "torch_threads=1",
+        "--set",
+        "progress=false",
+        "--report-to",
+        "tensorboard",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = RunDir(out)
+    assert [r["step"] for r in run.read_metrics()] == [1, 2]
+    assert (run.adapter_dir / "adapter_config.json").is_file()
+    assert run.plot_path.is_file()
+    assert "adapter:" in result.output
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # report_to tensorboard
+
+    run.plot_path.unlink()
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "reward, last" in result.output and run.plot_path.is_file()
+
+    # Starting again in the same folder is refused; --resume with more steps continues.
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "already holds a run" in _flat(result.output)
+    result = runner.invoke(app, ["train", "--resume", "--out", str(out), "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
+    assert (
+        json.loads((run.checkpoints_dir / "checkpoint-3" / "envkit_checkpoint.json").read_text())[
+            "step"
+        ]
+        == 3
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "Arithmetc-v0", "--model", "tiny-random"], "Did you mean: `Arithmetic`"),
+        (["train", "Arithmetic-v0"], "give ENV_ID and --model"),
+        (["train", "--resume"], "--resume needs --out"),
+        (
+            ["train", "Arithmetic-v0", "--model", "tiny-random", "--set", "lerning_rate=1"],
+            "learning_rate",
+        ),
+        (["train", "Arithmetic-v0", "--model", "tiny-random", "--group-size", "1"], "group_size"),
+        (
+            ["train", "Arithmetic-v0", "--model", "tiny-random", "--reward", "no_such_reward"],
+            "no_such_reward",
+        ),
+        (
+            ["train", "Arithmetic-v0", "--model", "no-such-model", "--out", "{tmp}/r"],
+            "unknown model",
+        ),
+        (["report", "{tmp}"], "not an envkit run folder"),
+    ],
+)
+def test_bad_input_gives_clear_errors(args: list[str], needle: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.exit_code == 2, result.output
+    assert needle in _flat(result.output)
+
+
+def _flat(text: str) -> str:
+    """Output without rich's line wrapping."""
+    return " ".join(text.split())

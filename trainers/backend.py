@@ -1,0 +1,145 @@
+"""The TRL side of envkit's trainer: ``trl.GRPOTrainer`` driven by envkit's rollout engine.
+
+``TRLBackend`` subclasses ``trl.GRPOTrainer`` and changes three things, nothing in the loss:
+
+* generation goes through TRL's ``rollout_func`` hook to an ``EpisodeSource`` (see
+  ``envkit.trainers.episodes``), which plays whole multi-turn episodes with envkit's async engine
+  and returns one sequence per episode with an ``env_mask`` (env/tool tokens 0) and the sampled
+  log-probabilities; the env's reward (or the user's reward/judge) comes back as an extra field
+  that the single TRL reward function passes through;
+* after TRL computed group-relative advantages, episodes with zero advantage (groups whose rewards
+  tie, unknown rewards) are left out of the backward pass when ``beta == 0`` (they contribute
+  exactly zero to the policy-gradient term), padding is trimmed, and the rest is split into
+  micro-batches (``trainers.batch``);
+* a few diagnostics TRL does not compute (KL to the base with the adapter disabled, episode-level
+  metrics from the episode source) are added to TRL's metric log.
+
+Everything else (the clipped surrogate loss and its variants, AdamW, schedulers, gradient
+accumulation, ``accelerate`` multi-process, checkpoints with optimizer/scheduler/RNG states,
+``report_to`` loggers) is TRL's and transformers' own code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import trl
+from envkit.trainers.batch import keep_rows, loss_mask, split_rows
+
+__all__ = ["TRLBackend", "passthrough_reward"]
+
+
+def passthrough_reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[Any]:
+    """TRL reward function: the rewards the episode source already computed (None = unknown)."""
+    return list(kwargs["envkit_reward"])
+
+
+class TRLBackend(trl.GRPOTrainer):
+    """``trl.GRPOTrainer`` whose completions are whole envkit episodes (see the module doc).
+
+    Args:
+        episodes: Called as ``episodes(inputs, trainer)`` with the dataset rows of the local
+            generation batch; returns TRL's rollout dict (prompt_ids, completion_ids, logprobs,
+            env_mask, envkit_reward) and may record metrics with ``trainer.log_metric``.
+        drop_zero_signal: Leave zero-advantage episodes out of the backward pass.
+        kl_to_base_every: Log ``kl_to_base`` every N steps (0: never).
+        **kwargs: Passed to ``trl.GRPOTrainer``.
+    """
+
+    def __init__(
+        self,
+        *,
+        episodes: Callable[[list[dict[str, Any]], TRLBackend], dict[str, Any]],
+        drop_zero_signal: bool = True,
+        kl_to_base_every: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self._episodes = episodes
+        self._drop_zero_signal = drop_zero_signal
+        self._kl_every = kl_to_base_every
+        self._pending_inputs: list[dict[str, Any]] | None = None
+        super().__init__(rollout_func=self._rollout, reward_funcs=[passthrough_reward], **kwargs)
+
+    # ------------------------------------------------------------------ generation
+    def _rollout(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        inputs = self._pending_inputs
+        if inputs is None or len(inputs) != len(prompts):
+            raise RuntimeError("envkit: rollout called without the batch's dataset rows")
+        return self._episodes(inputs, self)
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        self._pending_inputs = inputs
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self._pending_inputs = None
+
+    def record(self, name: str, value: float) -> None:
+        """Adds a metric to this step's log (averaged like TRL's own metrics)."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return
+        self._metrics["train"][name].append(float(value))
+
+    # ------------------------------------------------------------------ batching
+    def _prepare_inputs(self, generation_batch: Any) -> dict[str, Any]:
+        if not self.model.training:
+            return super()._prepare_inputs(generation_batch)
+        spg = self.args.steps_per_generation
+        if self._step % (spg * self.num_iterations) == 0 or self._buffered_inputs is None:
+            batch = self._generate_and_score_completions(generation_batch)
+            if self._kl_every and (self.state.global_step + 1) % self._kl_every == 0:
+                self.record("kl_to_base", self._kl_to_base(batch))
+            rows = int(batch["completion_ids"].shape[0])
+            if self._drop_zero_signal and self.beta == 0.0:
+                batch = keep_rows(batch, batch["advantages"] != 0)
+                local = batch["num_items_in_batch"].to(self.accelerator.device)
+                batch["num_items_in_batch"] = self.accelerator.gather(local.reshape(1)).sum()
+            counts = torch.tensor(
+                [batch["completion_ids"].shape[0], rows], device=self.accelerator.device
+            )
+            kept, total = self.accelerator.gather(counts.reshape(1, 2)).sum(0).tolist()
+            self.record("episodes/trained_frac", kept / total if total else 0.0)
+            self._buffered_inputs = split_rows(batch, spg)
+        return self._buffered_inputs[self._step % spg]
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> torch.Tensor:
+        if inputs["completion_ids"].shape[0] == 0:
+            # Nothing to learn from in this micro-batch: a zero loss that still touches every
+            # trainable parameter, so distributed gradient reduction sees all of them.
+            params = [p for p in model.parameters() if p.requires_grad]
+            return torch.stack([p.sum() for p in params]).sum() * 0.0
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    # ------------------------------------------------------------------ diagnostics
+    @torch.no_grad()
+    def _kl_to_base(self, batch: dict[str, Any]) -> float:
+        """Mean per-token KL(policy || base) on the sampled tokens (k3 estimator)."""
+        from trl.trainer.utils import use_adapter
+
+        mask = loss_mask(batch)
+        if mask.sum() == 0:
+            return math.nan
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        attn = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        keep = batch["completion_ids"].size(1)
+        size = self.args.per_device_train_batch_size
+        logps, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, attn, keep, size)
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        with use_adapter(unwrapped, adapter_name=None):
+            base, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, attn, keep, size)
+        delta = base - logps
+        kl = torch.exp(delta) - delta - 1
+        total = self.accelerator.gather(
+            torch.stack([(kl * mask).sum(), mask.sum().float()]).reshape(1, 2)
+        )
+        total = total.sum(0)
+        return float(total[0] / total[1].clamp(min=1.0))

@@ -1,0 +1,466 @@
+"""``GRPOTrainer``: GRPO + LoRA on any registered envkit environment.
+
+Point it at an env id (or factory), a model and optionally a reward; ``train()`` leaves a LoRA
+adapter that does measurably better and a run folder that shows why (see
+``envkit.trainers.run_dir``). Episodes are played by envkit's async engine; the loss, optimizer,
+checkpoints and multi-process plumbing are TRL's and transformers' (``envkit.trainers.backend``).
+
+Example:
+    >>> from envkit.trainers import GRPOConfig, GRPOTrainer
+    >>> cfg = GRPOConfig(max_steps=2, group_size=4, groups_per_step=2, max_new_tokens=8,
+    ...                  progress=False, output_dir=__import__("tempfile").mkdtemp() + "/run")
+    >>> trainer = GRPOTrainer("tiny-random", "Arithmetic-v0", config=cfg)  # doctest: +SKIP
+    >>> result = trainer.train()  # doctest: +SKIP
+    >>> result.adapter_dir.name  # doctest: +SKIP
+    'adapter'
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from envkit.trainers.config import GRPOConfig
+from envkit.trainers.run_dir import RunDir
+
+__all__ = ["GRPOTrainer", "TrainResult"]
+
+
+class TrainResult:
+    """What ``GRPOTrainer.train`` returns.
+
+    Attributes:
+        run_dir: The run folder.
+        adapter_dir: The final LoRA adapter (peft format).
+        steps: Optimizer steps done (in total, including before a resume).
+        resumed_from: The step the run resumed from, or ``None``.
+    """
+
+    def __init__(self, run_dir: Path, adapter_dir: Path, steps: int, resumed_from: int | None):
+        self.run_dir = run_dir
+        self.adapter_dir = adapter_dir
+        self.steps = steps
+        self.resumed_from = resumed_from
+
+    def __repr__(self) -> str:
+        return f"TrainResult(run_dir={str(self.run_dir)!r}, steps={self.steps})"
+
+
+def _env_name(env: Any) -> str:
+    if isinstance(env, str):
+        from envkit.registration import full_id
+
+        return full_id(env)
+    return getattr(env, "__name__", type(env).__name__)
+
+
+def _default_output_dir(env: Any) -> str:
+    name = _env_name(env).replace("/", "-")
+    return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _check_env(env: Any, env_kwargs: dict[str, Any]) -> None:
+    """Fails fast (unknown id, bad kwargs) instead of at the first step."""
+    from envkit.registration import make_chat_env
+
+    instance = make_chat_env(env, **env_kwargs) if isinstance(env, str) else env(**env_kwargs)
+    instance.close()
+
+
+class GRPOTrainer:
+    """Trains a LoRA adapter on an envkit environment with GRPO.
+
+    Args:
+        model: ``"smollm2-135m"``, ``"tiny-random"``, a HF model directory or hub id, a
+            ``(model, tokenizer)`` pair, or a model instance with ``tokenizer=``.
+        env: A registered env id (``"Arithmetic-v0"``) or a factory returning a ``ChatEnv``.
+        reward: ``None`` to train on the env's own reward, or a reward name, function,
+            ``Rubric`` or ``RulerJudge`` from ``envkit.rewards``.
+        config: The run's ``GRPOConfig``.
+        tokenizer: The tokenizer when ``model`` is a model instance.
+        train_seeds: Task seeds to train on, in order (cycled when shorter than the run);
+            default ``config.train_seed_start, +1, ...``.
+
+    Raises:
+        ValueError: the config does not fit the number of processes, or the env id is unknown.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        env: str | Callable[..., Any],
+        reward: Any = None,
+        config: GRPOConfig | None = None,
+        *,
+        tokenizer: Any = None,
+        train_seeds: Sequence[int] | None = None,
+    ) -> None:
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+        self.config = cfg = config or GRPOConfig()
+        if cfg.output_dir is None:
+            cfg = self.config = cfg.model_copy(update={"output_dir": _default_output_dir(env)})
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if cfg.groups_per_step % world:
+            raise ValueError(
+                f"groups_per_step={cfg.groups_per_step} must be a multiple of the {world} "
+                "processes, so that every process plays whole groups"
+            )
+        if (cfg.groups_per_step // world * cfg.group_size) % cfg.micro_batches:
+            raise ValueError(
+                f"micro_batches={cfg.micro_batches} must divide the episodes per process "
+                f"({cfg.groups_per_step // world * cfg.group_size})"
+            )
+        _check_env(env, cfg.env_kwargs)
+        if cfg.use_vllm:
+            _check_vllm()
+        if cfg.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(cfg.torch_threads)
+        self.env = env
+        self.reward = reward
+        self.run = RunDir(cfg.output_dir)  # type: ignore[arg-type]
+        instance = model[0] if isinstance(model, tuple) else model
+        self.model_name = model if isinstance(model, str) else type(instance).__name__
+        seeds = list(train_seeds) if train_seeds is not None else None
+        if seeds is not None and len(seeds) < cfg.groups_per_step:
+            raise ValueError(
+                f"train_seeds has {len(seeds)} seeds; a step needs {cfg.groups_per_step}"
+            )
+        self._train_seeds = seeds
+        self._eval_policy: Any = None
+        self._build(model, tokenizer, world)
+
+    # ------------------------------------------------------------------ construction
+    def _build(self, model_spec: Any, tokenizer: Any, world: int) -> None:
+        from envkit.trainers.backend import TRLBackend
+        from envkit.trainers.episodes import BackgroundLoop, EpisodeSource
+        from envkit.trainers.modeling import load_base_model, lora_config, resolve_device
+
+        cfg = self.config
+        model, tok = load_base_model(model_spec, cfg, tokenizer)
+        self.tokenizer = tok
+        self.device = resolve_device(cfg)
+        self.loop = BackgroundLoop()
+        stop_ids = _stop_token_ids(model, tok)
+        self.episodes = EpisodeSource(
+            self.env,
+            cfg,
+            make_policy=self._make_policy,
+            reward=self.reward,
+            stop_token_ids=stop_ids,
+            run_dir=self.run,
+            loop=self.loop,
+        )
+        args = _trl_args(cfg, self.run, self.device, world, model)
+        self.backend = TRLBackend(
+            episodes=self.episodes,
+            drop_zero_signal=cfg.drop_zero_signal,
+            kl_to_base_every=cfg.kl_to_base_every,
+            model=model,
+            args=args,
+            train_dataset=self._dataset(),
+            processing_class=tok,
+            peft_config=lora_config(cfg),
+        )
+        _quiet_printer(self.backend)
+        if "tensorboard" in cfg.report_to and self.backend.accelerator.is_main_process:
+            from torch.utils.tensorboard import SummaryWriter
+            from transformers.integrations import TensorBoardCallback
+
+            writer = SummaryWriter(log_dir=str(self.run.path / "tensorboard"))
+            self.backend.add_callback(TensorBoardCallback(tb_writer=writer))
+
+    def _make_policy(self, model: Any, *, for_training: bool = True) -> Any:
+        from envkit.trainers.modeling import make_policy
+
+        cfg = self.config
+        batch = cfg.groups_per_step * cfg.group_size
+        kwargs = {
+            "max_new_tokens": cfg.max_new_tokens,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            # Evaluation plays many one-episode tasks at once: larger batches, fewer generates.
+            "max_batch_size": cfg.generation_batch_size
+            or (batch if for_training else max(batch, 64)),
+        }
+        if cfg.use_vllm and for_training:
+            from envkit.trainers.vllm_policy import VLLMPolicy
+
+            return VLLMPolicy(self.backend.vllm_generation.llm, model, self.tokenizer, **kwargs)
+        return make_policy(model, self.tokenizer, **kwargs)
+
+    def _dataset(self) -> Any:
+        from datasets import Dataset
+
+        cfg = self.config
+        if self._train_seeds is not None:
+            seeds = self._train_seeds
+        else:
+            n = cfg.max_steps * cfg.groups_per_step
+            seeds = list(range(cfg.train_seed_start, cfg.train_seed_start + n))
+        return Dataset.from_dict(
+            {"prompt": [f"envkit task seed {s}" for s in seeds], "envkit_seed": seeds}
+        )
+
+    @property
+    def model(self) -> Any:
+        """The peft model being trained (base + LoRA adapter)."""
+        return self.backend.accelerator.unwrap_model(self.backend.model)
+
+    # ------------------------------------------------------------------ training
+    def train(self, *, resume: bool = False) -> TrainResult:
+        """Runs ``config.max_steps`` steps (continuing from the last checkpoint with ``resume``).
+
+        Raises:
+            FileExistsError: the run folder already holds a run and ``resume`` is False.
+        """
+        from envkit.trainers.callbacks import RunCallback
+        from envkit.trainers.progress import TrainProgress
+
+        cfg = self.config
+        run = self.run
+        checkpoint = None
+        resumed_from = None
+        elapsed = 0.0
+        accelerator = self.backend.accelerator
+        main = accelerator.is_main_process
+        if run.exists() and not resume:
+            raise FileExistsError(
+                f"{run.path} already holds a run; pass resume=True (--resume) to continue it or "
+                "choose another output_dir (--out)"
+            )
+        if resume:
+            last = run.last_checkpoint()
+            resumed_from = last[0] if last else 0
+            if last is not None:
+                checkpoint = str(last[1])
+                elapsed = float(_read_marker(last[1]).get("elapsed_s", 0.0))
+        accelerator.wait_for_everyone()  # every process looked before the main one writes
+        if main:
+            if resumed_from is not None:
+                run.rewind(resumed_from)
+            run.mkdir()
+            cfg.to_yaml(run.config_path)
+            run.write_run_info(self._run_info())
+        accelerator.wait_for_everyone()
+        tty = sys.stderr.isatty()
+        progress_on = cfg.progress if cfg.progress is not None else tty
+        progress = TrainProgress(
+            cfg.max_steps,
+            enabled=progress_on and main,
+            start_step=resumed_from or 0,
+            plain=cfg.progress is None and not tty and main,
+        )
+        callback = RunCallback(
+            run,
+            progress,
+            collapse_similarity=cfg.collapse_similarity,
+            evaluate=self._eval_metrics if cfg.eval_every else None,
+            eval_every=cfg.eval_every,
+            elapsed_offset=elapsed,
+        )
+        self.backend.add_callback(callback)
+        try:
+            if cfg.eval_every and checkpoint is None and main:
+                callback.eval_row(0)
+            self.backend.train(resume_from_checkpoint=checkpoint)
+            self.backend.save_model(str(run.adapter_dir))
+        finally:
+            progress.close()
+            self.backend.remove_callback(callback)
+        return TrainResult(
+            run.path, run.adapter_dir, int(self.backend.state.global_step), resumed_from
+        )
+
+    def _run_info(self) -> dict[str, Any]:
+        import envkit
+
+        return {
+            "env": _env_name(self.env),
+            "model": self.model_name,
+            "reward": _reward_spec(self.reward),
+            "envkit_version": envkit.__version__,
+            "device": self.device,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        }
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(
+        self,
+        seeds: Sequence[int] | None = None,
+        *,
+        adapter: bool = True,
+        group_size: int = 1,
+    ) -> list[Any]:
+        """Plays held-out episodes with the current policy (or the base with ``adapter=False``).
+
+        Sampling uses the run's temperature with a fixed generator seed, so the base and the
+        trained adapter are compared on the same tasks with the same sampling noise.
+
+        Args:
+            seeds: Task seeds (default: ``config.eval_episodes`` seeds from ``eval_seed_start``).
+            adapter: Use the LoRA adapter (False: the base model).
+            group_size: Episodes per seed.
+
+        Returns:
+            The ``TrajectoryGroup`` of each seed, scored like training episodes.
+        """
+        import torch
+        from envkit.trainers.episodes import derive_seed, score_groups
+
+        cfg = self.config
+        if seeds is None:
+            seeds = range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_episodes)
+        model = self.model
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(derive_seed(cfg.seed, "eval"))
+                if adapter:
+                    groups = self._play(seeds, group_size, model)
+                else:
+                    with model.disable_adapter():
+                        groups = self._play(seeds, group_size, model)
+        finally:
+            model.train(was_training)
+        self.loop.run(score_groups(groups, self.reward))
+        return groups
+
+    def _play(self, seeds: Sequence[int], group_size: int, model: Any) -> list[Any]:
+        from envkit.rollout import acollect
+
+        cfg = self.config
+        if self._eval_policy is None:
+            self._eval_policy = self._make_policy(model, for_training=False)
+        return self.loop.run(
+            acollect(
+                self.env,
+                self._eval_policy,
+                seeds=list(seeds),
+                group_size=group_size,
+                concurrency=cfg.concurrency,
+                env_kwargs=cfg.env_kwargs or None,
+                episode_timeout=cfg.episode_timeout,
+                progress=False,
+            )
+        )
+
+    def _eval_metrics(self, step: int) -> dict[str, float]:
+        from envkit.metrics import summarize
+
+        summary = summarize(self.evaluate())
+        return {
+            "eval/reward_mean": summary.mean_reward
+            if summary.mean_reward is not None
+            else float("nan"),
+            "eval/episodes": float(summary.episodes),
+        }
+
+    def close(self) -> None:
+        """Stops the background rollout loop (the trainer cannot train after this)."""
+        self.loop.close()
+
+
+def _check_vllm() -> None:
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None:
+        raise RuntimeError(
+            "use_vllm needs a CUDA GPU and the vllm package (pip install vllm); without them "
+            "leave use_vllm off: envkit samples with HFPolicy (transformers)"
+        )
+
+
+def _reward_spec(reward: Any) -> Any:
+    """How run.json records the reward: None, a registered name, {"judge": model} or a repr."""
+    if reward is None or isinstance(reward, str):
+        return reward
+    if type(reward).__name__ == "RulerJudge":
+        return {"judge": getattr(reward, "model", None)}
+    return {"repr": getattr(reward, "__name__", None) or repr(reward)}
+
+
+def _read_marker(checkpoint: Path) -> dict[str, Any]:
+    import json
+
+    from envkit.trainers.run_dir import COMPLETE_MARKER
+
+    try:
+        return json.loads((checkpoint / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.insert(0, tokenizer.eos_token_id)
+    return ids
+
+
+def _quiet_printer(backend: Any) -> None:
+    """Removes transformers' print/tqdm callbacks: envkit shows its own progress."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    backend.remove_callback(PrinterCallback)
+    backend.remove_callback(ProgressCallback)
+
+
+def _trl_args(cfg: GRPOConfig, run: RunDir, device: str, world: int, model: Any) -> Any:
+    import torch
+    import trl
+
+    per_process = cfg.groups_per_step // world * cfg.group_size
+    dtype = getattr(model, "dtype", torch.float32)
+    report_to = [r for r in cfg.report_to if r != "tensorboard"] or "none"
+    return trl.GRPOConfig(
+        output_dir=str(run.checkpoints_dir),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        per_device_train_batch_size=per_process // cfg.micro_batches,
+        gradient_accumulation_steps=cfg.micro_batches,
+        num_generations=cfg.group_size,
+        max_completion_length=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        beta=cfg.beta,
+        epsilon=cfg.epsilon,
+        epsilon_high=cfg.epsilon_high,
+        loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
+        mask_truncated_completions=cfg.mask_truncated_completions,
+        activation_checkpointing=cfg.gradient_checkpointing,
+        bf16=device == "cuda" and dtype == torch.bfloat16,
+        fp16=device == "cuda" and dtype == torch.float16,
+        use_cpu=device == "cpu",
+        use_vllm=cfg.use_vllm,
+        vllm_mode="colocate",
+        # envkit's sampled log-probabilities need not follow vLLM's logprob mode: no IS correction.
+        vllm_importance_sampling_correction=False,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=report_to,
+        shuffle_dataset=False,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        log_level="warning",
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+    )
