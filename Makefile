@@ -12,7 +12,7 @@ setup:
 	bash scripts/setup.sh --docker
 
 demo: setup
-	$(PY) -m envkit.cli train Arithmetic-v0 --model smollm2-135m -k operators='"+*"' -k max_turns=1 --steps 24 --max-new-tokens 32 --eval-every 12
+	$(PY) -m envkit.cli train Arithmetic-v0 --model smollm2-135m -k 'operators=+*' -k max_turns=1 --steps 20 --groups-per-step 2 --max-new-tokens 32 --eval-every 10 --out runs/demo --overwrite
 
 test: setup
 	$(PY) -m pytest -q --durations=20

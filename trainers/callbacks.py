@@ -105,7 +105,10 @@ class RunCallback(TrainerCallback):
         self._last_step_end += spent
         row = {"kind": "eval", "step": step, **metrics}
         self.run.append_metrics(row)
-        self.progress.update(step, row)
+        self.progress.update(step, row, echo=False)
+        value = metrics.get("eval/reward_mean")
+        if isinstance(value, float):
+            self.progress.print(f"held-out reward at step {step}: {value:.3f}")
         return row
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

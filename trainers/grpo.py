@@ -6,11 +6,12 @@ adapter that does measurably better and a run folder that shows why (see
 checkpoints and multi-process plumbing are TRL's and transformers' (``envkit.trainers.backend``).
 
 Example:
+    >>> import tempfile
     >>> from envkit.trainers import GRPOConfig, GRPOTrainer
     >>> cfg = GRPOConfig(max_steps=2, group_size=4, groups_per_step=2, max_new_tokens=8,
-    ...                  progress=False, output_dir=__import__("tempfile").mkdtemp() + "/run")
-    >>> trainer = GRPOTrainer("tiny-random", "Arithmetic-v0", config=cfg)  # doctest: +SKIP
-    >>> result = trainer.train()  # doctest: +SKIP
+    ...                  progress=False, output_dir=tempfile.mkdtemp() + "/run")
+    >>> with GRPOTrainer("tiny-random", "Arithmetic-v0", config=cfg) as trainer:  # doctest: +SKIP
+    ...     result = trainer.train()
     >>> result.adapter_dir.name  # doctest: +SKIP
     'adapter'
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -266,16 +268,23 @@ class GRPOTrainer:
         )
         self.backend.add_callback(callback)
         try:
-            if cfg.eval_every and checkpoint is None and main:
-                callback.eval_row(0)
-            self.backend.train(resume_from_checkpoint=checkpoint)
-            self.backend.save_model(str(run.adapter_dir))
+            self._train(callback, checkpoint, main)
         finally:
             progress.close()
             self.backend.remove_callback(callback)
         return TrainResult(
             run.path, run.adapter_dir, int(self.backend.state.global_step), resumed_from
         )
+
+    def _train(self, callback: Any, checkpoint: str | None, main: bool) -> None:
+        with warnings.catch_warnings():
+            # Noise from the libraries underneath that a user of envkit cannot act on.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+            warnings.filterwarnings("ignore", message="Could not find a config file in")
+            if self.config.eval_every and checkpoint is None and main:
+                callback.eval_row(0)
+            self.backend.train(resume_from_checkpoint=checkpoint)
+            self.backend.save_model(str(self.run.adapter_dir))
 
     def _run_info(self) -> dict[str, Any]:
         import envkit
@@ -365,6 +374,12 @@ class GRPOTrainer:
     def close(self) -> None:
         """Stops the background rollout loop (the trainer cannot train after this)."""
         self.loop.close()
+
+    def __enter__(self) -> GRPOTrainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _check_vllm() -> None:

@@ -68,8 +68,11 @@ class TrainProgress:
         self.task = self.bar.add_task("train", total=total_steps, completed=start_step, stats="")
         self.bar.start()
 
-    def update(self, step: int, metrics: Mapping[str, Any]) -> None:
-        """Shows ``metrics`` of ``step`` (missing or non-finite values are left out)."""
+    def update(self, step: int, metrics: Mapping[str, Any], *, echo: bool = True) -> None:
+        """Shows ``metrics`` of ``step`` (missing or non-finite values are left out).
+
+        ``echo=False`` only refreshes the bar (no plain line).
+        """
         self._last.update({k: v for k, v in metrics.items() if v is not None})
         parts = [f"step {step}/{self.total}"]
         for key, fmt in _FIELDS:
@@ -80,7 +83,7 @@ class TrainProgress:
         if self.enabled:
             stats = " | ".join(parts[1:])
             self.bar.update(self.task, completed=step, stats=stats)
-        elif self.plain:
+        elif self.plain and echo:
             import sys
 
             print(self.line, file=sys.stderr, flush=True)

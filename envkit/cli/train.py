@@ -124,6 +124,9 @@ def train_command(
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its last checkpoint.")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Delete the run already in --out and start a new one.")
+    ] = False,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="A YAML file of GRPOConfig fields.")
     ] = None,
@@ -156,6 +159,8 @@ def train_command(
 
     resume_dir = None
     run_info: dict[str, Any] = {}
+    if resume and overwrite:
+        raise _fail("--resume continues the run in --out and --overwrite deletes it: pick one")
     if resume:
         if out is None:
             raise _fail("--resume needs --out RUN_DIR (the run to continue)")
@@ -177,9 +182,14 @@ def train_command(
     elif env_id is None or model is None:
         raise _fail("give ENV_ID and --model (or --resume --out RUN_DIR)")
     elif out is not None and RunDir(out).exists():
-        raise _fail(
-            f"{out} already holds a run; add --resume to continue it or choose another --out"
-        )
+        if not overwrite:
+            raise _fail(
+                f"{out} already holds a run; add --resume to continue it, --overwrite to replace "
+                "it, or choose another --out"
+            )
+        import shutil
+
+        shutil.rmtree(out)
     flags = {
         "max_steps": steps,
         "output_dir": str(out) if out is not None else None,

@@ -72,12 +72,13 @@ def test_train_then_report_then_resume(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--resume", "--out", str(out), "--steps", "3"])
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
-    assert (
-        json.loads((run.checkpoints_dir / "checkpoint-3" / "envkit_checkpoint.json").read_text())[
-            "step"
-        ]
-        == 3
-    )
+    marker = run.checkpoints_dir / "checkpoint-3" / "envkit_checkpoint.json"
+    assert json.loads(marker.read_text())["step"] == 3
+
+    # --overwrite replaces the run with a new one.
+    result = runner.invoke(app, [*args, "--overwrite", "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in run.read_metrics()] == [1]
 
 
 @pytest.mark.parametrize(
@@ -86,6 +87,7 @@ def test_train_then_report_then_resume(tmp_path: Path) -> None:
         (["train", "Arithmetc-v0", "--model", "tiny-random"], "Did you mean: `Arithmetic`"),
         (["train", "Arithmetic-v0"], "give ENV_ID and --model"),
         (["train", "--resume"], "--resume needs --out"),
+        (["train", "--resume", "--overwrite", "--out", "{tmp}"], "pick one"),
         (
             ["train", "Arithmetic-v0", "--model", "tiny-random", "--set", "lerning_rate=1"],
             "learning_rate",
