@@ -16,7 +16,8 @@
 
 Everything else (the clipped surrogate loss and its variants, AdamW, schedulers, gradient
 accumulation, ``accelerate`` multi-process, checkpoints with optimizer/scheduler/RNG states,
-``report_to`` loggers) is TRL's and transformers' own code.
+``report_to`` loggers) is TRL's and transformers' own code. The private TRL members used here
+are listed and checked at construction in ``envkit.trainers._compat``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import torch
 import trl
+from envkit.trainers import _compat
 from envkit.trainers.batch import keep_rows, loss_mask, split_rows
 
 __all__ = ["TRLBackend", "passthrough_reward"]
@@ -61,7 +63,9 @@ class TRLBackend(trl.GRPOTrainer):
         self._drop_zero_signal = drop_zero_signal
         self._kl_every = kl_to_base_every
         self._pending_inputs: list[dict[str, Any]] | None = None
+        _compat.check()
         super().__init__(rollout_func=self._rollout, reward_funcs=[passthrough_reward], **kwargs)
+        _compat.check_backend(self)
 
     # ------------------------------------------------------------------ generation
     def _rollout(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
@@ -123,7 +127,7 @@ class TRLBackend(trl.GRPOTrainer):
     @torch.no_grad()
     def _kl_to_base(self, batch: dict[str, Any]) -> float:
         """Mean per-token KL(policy || base) on the sampled tokens (k3 estimator)."""
-        from trl.trainer.utils import use_adapter
+        from envkit.trainers._compat import use_adapter
 
         mask = loss_mask(batch)
         if mask.sum() == 0:

@@ -163,7 +163,7 @@ class EpisodeSource:
 
     def __call__(self, inputs: list[dict[str, Any]], trainer: Any) -> dict[str, Any]:
         import torch
-        from trl.models import unwrap_model_for_generation
+        from envkit.trainers._compat import unwrap_for_generation
 
         cfg = self.config
         seeds = self._group_seeds(inputs)
@@ -172,11 +172,7 @@ class EpisodeSource:
         # Sampling depends only on (seed, step, rank): a resumed run replays the same episodes.
         torch.manual_seed(derive_seed(cfg.seed, "rollout", step, rank))
         t0 = time.perf_counter()
-        with unwrap_model_for_generation(
-            trainer.model_wrapped,
-            trainer.accelerator,
-            gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
-        ) as model:
+        with unwrap_for_generation(trainer) as model:
             was_training = model.training
             model.eval()
             try:

@@ -139,10 +139,12 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ construction
     def _build(self, model_spec: Any, tokenizer: Any, world: int) -> None:
+        from envkit.trainers import _compat
         from envkit.trainers.backend import TRLBackend
         from envkit.trainers.episodes import BackgroundLoop, EpisodeSource
         from envkit.trainers.modeling import load_base_model, lora_config, resolve_device
 
+        _compat.check()  # before loading anything: a TRL/transformers that lacks what we use
         cfg = self.config
         model, tok = load_base_model(model_spec, cfg, tokenizer)
         self.tokenizer = tok
@@ -191,9 +193,10 @@ class GRPOTrainer:
             or (batch if for_training else max(batch, 64)),
         }
         if cfg.use_vllm and for_training:
+            from envkit.trainers._compat import vllm_engine
             from envkit.trainers.vllm_policy import VLLMPolicy
 
-            return VLLMPolicy(self.backend.vllm_generation.llm, model, self.tokenizer, **kwargs)
+            return VLLMPolicy(vllm_engine(self.backend), model, self.tokenizer, **kwargs)
         return make_policy(model, self.tokenizer, **kwargs)
 
     def _dataset(self) -> Any:
@@ -424,7 +427,7 @@ def _stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
 
 def _quiet_printer(backend: Any) -> None:
     """Removes transformers' print/tqdm callbacks: envkit shows its own progress."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback  # see _compat
 
     backend.remove_callback(PrinterCallback)
     backend.remove_callback(ProgressCallback)
@@ -433,6 +436,7 @@ def _quiet_printer(backend: Any) -> None:
 def _trl_args(cfg: GRPOConfig, run: RunDir, device: str, world: int, model: Any) -> Any:
     import torch
     import trl
+    from envkit.trainers import _compat
 
     per_process = cfg.groups_per_step // world * cfg.group_size
     dtype = getattr(model, "dtype", torch.float32)
@@ -459,7 +463,7 @@ def _trl_args(cfg: GRPOConfig, run: RunDir, device: str, world: int, model: Any)
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
         mask_truncated_completions=cfg.mask_truncated_completions,
-        activation_checkpointing=cfg.gradient_checkpointing,
+        **_compat.checkpointing_args(cfg.gradient_checkpointing),
         bf16=device == "cuda" and dtype == torch.bfloat16,
         fp16=device == "cuda" and dtype == torch.float16,
         use_cpu=device == "cpu",

@@ -64,9 +64,9 @@ def lora_config(config: GRPOConfig) -> Any:
 
 
 def _strip_gguf_quantizer(model: Any) -> None:
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is not None and "gguf" in type(quantizer).__name__.lower():
-        quantizer.remove_quantization_config(model)
+    from envkit.trainers._compat import remove_quantization
+
+    remove_quantization(model, only="gguf")
 
 
 def _load_4bit(spec: str, dtype: Any) -> tuple[Any, Any]:
