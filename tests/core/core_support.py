@@ -156,6 +156,31 @@ class InFlight:
         with self._lock:
             self.now -= 1
 
+    def wait_for_peak(self, n: int, timeout: float = 30) -> bool:
+        """Blocks until ``n`` sections have been in flight at once; False after ``timeout`` s.
+
+        A section that calls this holds its slot until ``n`` overlap, so an overlap test does not
+        depend on how fast a loaded machine starts threads. The timeout is only a hang guard for
+        the failing case (nothing overlaps).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.peak >= n:
+                    return True
+            time.sleep(0.005)
+        return False
+
+    async def await_peak(self, n: int, timeout: float = 30) -> bool:
+        """The async twin of ``wait_for_peak`` (polls without blocking the event loop)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.peak >= n:
+                    return True
+            await asyncio.sleep(0.005)
+        return False
+
 
 class GlobalRandomEnv(EchoEnv):
     """Broken: draws its task from the global ``random`` module, so seeds do not fix it."""
@@ -227,14 +252,23 @@ def explode(reason: str) -> str:
     raise ValueError(f"cannot do {reason}")
 
 
+# What became of each ``nap`` call: "cancelled" (its timeout cut it) or "rested" (ran to the end).
+NAP_LOG: list[str] = []
+
+
 @tool(timeout=0.2)
 async def nap(seconds: float) -> str:
-    """Sleeps asynchronously.
+    """Sleeps asynchronously; records in ``NAP_LOG`` whether it was cancelled.
 
     Args:
         seconds: How long.
     """
-    await asyncio.sleep(seconds)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        NAP_LOG.append("cancelled")
+        raise
+    NAP_LOG.append("rested")
     return "rested"
 
 

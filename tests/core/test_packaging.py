@@ -12,8 +12,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 from core_support import run_python
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from the `dev` extra (`tomli; python_version < "3.11"`)
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -195,13 +194,26 @@ def test_tool_turns_are_recorded_with_counts(env_cls: type[ToolEnv]) -> None:
 
 def test_episode_timeout_and_the_broken_env_is_replaced() -> None:
     made: list[SlowEnv] = []
+    others_done = threading.Event()
+    events: list[str] = []
+
+    class StuckEnv(SlowEnv):
+        """Seed 0 blocks until the other three episodes are done (60 s at most: a hang guard)."""
+
+        def respond(self, message: Message) -> Any:
+            if self.seed == 0:
+                events.append("seed 0 released" if others_done.wait(60) else "seed 0 gave up")
+            else:
+                events.append(f"seed {self.seed} done")
+                if len(events) == 3:
+                    others_done.set()
+            return super().respond(message)
 
     def factory() -> SlowEnv:
-        env = SlowEnv(delay=1.0, slow_seeds=(0,))
+        env = StuckEnv(delay=0, slow_seeds=())
         made.append(env)
         return env
 
-    start = time.perf_counter()
     groups = collect(
         factory,
         CallablePolicy(solver),
@@ -210,7 +222,8 @@ def test_episode_timeout_and_the_broken_env_is_replaced() -> None:
         episode_timeout=0.3,
         progress=False,
     )
-    assert time.perf_counter() - start < 5
+    # With concurrency=1 the others could only run because seed 0's episode was given up on.
+    assert events == ["seed 1 done", "seed 2 done", "seed 3 done", "seed 0 released"]
     t0 = groups[0][0]
     assert t0.outcome == "timeout" and t0.reward is None
     assert "episode_timeout=0.3" in t0.error
@@ -301,26 +314,26 @@ def test_jsonl_streams_each_finished_group(tmp_path: Path, concurrency: int) -> 
 def test_episodes_overlap_up_to_concurrency(env_cls: Any) -> None:
     inflight = InFlight()
 
+    # Each of the first episodes holds its slot until 4 overlap (30 s at most: a hang guard), so
+    # the count does not depend on how fast a loaded machine starts them.
     class Probe(SlowEnv):
         def respond(self, message: Message) -> Any:
             with inflight:
+                inflight.wait_for_peak(4, timeout=30)
                 return super().respond(message)
 
     class AsyncProbe(InlineEchoEnv):
         async def astep(self, action: Any) -> Any:
             with inflight:
-                await asyncio.sleep(0.15)
+                await inflight.await_peak(4, timeout=30)
                 return await super().astep(action)
 
-    factory = (lambda: Probe(delay=0.15)) if env_cls is SlowEnv else AsyncProbe
-    start = time.perf_counter()
+    factory = (lambda: Probe(delay=0)) if env_cls is SlowEnv else AsyncProbe
     groups = collect(
         factory, CallablePolicy(solver), seeds=range(6), group_size=2, concurrency=4, progress=False
     )
-    wall = time.perf_counter() - start
     assert all(t.outcome == "ok" for g in groups for t in g)
     assert inflight.peak == 4, f"expected 4 episodes in flight at once, saw {inflight.peak}"
-    assert wall < 12 * 0.15, "12 episodes of 0.15 s did not overlap"
 
 
 def test_policy_calls_overlap() -> None:
@@ -328,7 +341,7 @@ def test_policy_calls_overlap() -> None:
 
     async def slow_policy(messages: list[dict[str, Any]], tools: Any) -> str:
         with inflight:
-            await asyncio.sleep(0.1)
+            await inflight.await_peak(10, timeout=30)  # 30 s: only a hang guard
         return answer_of(messages)
 
     collect(

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from typing import Any, Literal
 
 import jsonschema
 import pytest
-from core_support import ToolEnv, add, explode, nap, tool_turn
+from core_support import NAP_LOG, InFlight, ToolEnv, add, explode, nap, tool_turn
 
 from envkit import ChatEnv, InfraError, Tool, ToolBox, tool
 from envkit.types import Message, ToolCall
@@ -281,7 +280,7 @@ ZERO = {
         (("add", {"a": "one"}), "tool_bad_arguments", ["a: Input should be a valid integer"]),
         (("add", {}), "tool_bad_arguments", ["a: Field required", '"required": ["a"]']),
         (("explode", {"reason": "that"}), "tool_exceptions", ["ValueError: cannot do that"]),
-        (("nap", {"seconds": 5}), "tool_timeouts", ["nap did not finish within 0.2 s"]),
+        (("nap", {"seconds": 60}), "tool_timeouts", ["nap did not finish within 0.2 s"]),
     ],
     ids=["unknown", "malformed-json", "invalid-args", "missing-arg", "exception", "timeout"],
 )
@@ -290,9 +289,10 @@ def test_tool_errors_become_tool_messages(
 ) -> None:
     env = ToolEnv()
     env.reset(seed=0)
-    start = time.perf_counter()
+    NAP_LOG.clear()
     (msg,), info = _step(env, call)
-    assert time.perf_counter() - start < 3, "a timed-out tool must not hold up the step"
+    if call[0] == "nap":  # cut at its 0.2 s timeout, not waited for (it would nap 60 s)
+        assert NAP_LOG == ["cancelled"], "a timed-out tool must not hold up the step"
     assert msg["role"] == "tool" and msg["tool_call_id"] == "c0" and msg["name"] == call[0]
     assert msg["content"].startswith("Error: ")
     for needle in needles:
@@ -321,22 +321,29 @@ def test_successful_calls_mixed_with_failures_keep_call_order_and_counts() -> No
 
 
 def test_sync_tool_timeout_does_not_block_the_step() -> None:
+    release, finished = threading.Event(), threading.Event()
+
     @tool(timeout=0.2)
     def stuck(seconds: float) -> str:
-        """Blocks.
+        """Blocks until the test releases it (``seconds`` at most: a hang guard).
 
         Args:
-            seconds: How long.
+            seconds: How long at most.
         """
-        time.sleep(seconds)
+        release.wait(seconds)
+        finished.set()
         return "done"
 
     env = ToolEnv(tools=[stuck])
     env.reset(seed=0)
-    start = time.perf_counter()
-    (msg,), info = _step(env, ("stuck", {"seconds": 2.0}))
-    assert time.perf_counter() - start < 1.5
+    try:
+        (msg,), info = _step(env, ("stuck", {"seconds": 60.0}))
+        # The step came back while the tool's thread was still blocked: it did not wait for it.
+        assert not finished.is_set(), "the step waited for the timed-out sync tool"
+    finally:
+        release.set()
     assert "did not finish within 0.2 s" in msg["content"] and info["tool_timeouts"] == 1
+    assert finished.wait(30), "the released tool thread never finished"
 
 
 def test_toolbox_default_timeout_and_tool_timeout_wins() -> None:
@@ -353,51 +360,48 @@ def test_toolbox_default_timeout_and_tool_timeout_wins() -> None:
     assert stats.timeouts == 0 and msgs[0].content == "ok"
 
 
-def _timed_tools(record: list[tuple[str, float, float]]) -> list[Tool]:
-    lock = threading.Lock()
+def _gated_tools(inflight: InFlight, record: list[str]) -> list[Tool]:
+    """Tools that each wait until all three calls of the turn are running at once."""
 
-    @tool
-    async def a_sleep(tag: str) -> str:
-        """Sleeps 0.3 s asynchronously.
-
-        Args:
-            tag: A label.
-        """
-        start = time.perf_counter()
-        await asyncio.sleep(0.3)
-        with lock:
-            record.append((tag, start, time.perf_counter()))
-        return tag
-
-    @tool
-    def s_sleep(tag: str) -> str:
-        """Sleeps 0.3 s in a thread.
+    @tool(timeout=60)
+    async def a_wait(tag: str) -> str:
+        """Waits (asynchronously) until three calls overlap.
 
         Args:
             tag: A label.
         """
-        start = time.perf_counter()
-        time.sleep(0.3)
-        with lock:
-            record.append((tag, start, time.perf_counter()))
+        with inflight:
+            overlapped = await inflight.await_peak(3, timeout=30)  # 30 s: only a hang guard
+        record.append(tag if overlapped else f"{tag} alone")
         return tag
 
-    return [a_sleep, s_sleep]
+    @tool(timeout=60)
+    def s_wait(tag: str) -> str:
+        """Waits (in its thread) until three calls overlap.
+
+        Args:
+            tag: A label.
+        """
+        with inflight:
+            overlapped = inflight.wait_for_peak(3, timeout=30)  # 30 s: only a hang guard
+        record.append(tag if overlapped else f"{tag} alone")
+        return tag
+
+    return [a_wait, s_wait]
 
 
-@pytest.mark.parametrize("name", ["a_sleep", "s_sleep"])
+@pytest.mark.parametrize("name", ["a_wait", "s_wait"])
 @pytest.mark.parametrize("how", STEP_WAYS)
 def test_calls_of_one_turn_run_concurrently(name: str, how: str) -> None:
-    record: list[tuple[str, float, float]] = []
-    env = _tool_env(how, tools=_timed_tools(record))
+    inflight, record = InFlight(), []
+    env = _tool_env(how, tools=_gated_tools(inflight, record))
     env.reset(seed=0)
     turn = tool_turn(*((name, {"tag": f"t{i}"}) for i in range(3)))
     obs = _do_step(env, how, turn)[0]
-    assert [m["content"] for m in obs[-3:]] == ["t0", "t1", "t2"]
-    assert len(record) == 3
-    latest_start = max(r[1] for r in record)
-    earliest_end = min(r[2] for r in record)
-    assert latest_start < earliest_end, f"the three calls did not overlap: {record}"
+    assert [m["content"] for m in obs[-3:]] == ["t0", "t1", "t2"]  # results keep the call order
+    assert inflight.peak == 3 and sorted(record) == ["t0", "t1", "t2"], (
+        f"the three calls did not overlap: {record}"
+    )
 
 
 def test_result_formatting_and_truncation() -> None:
@@ -444,10 +448,10 @@ def test_infra_error_in_a_tool_propagates(how: str) -> None:
 def test_tool_errors_and_counts_on_every_step_path(how: str) -> None:
     env = _tool_env(how)
     env.reset(seed=0)
-    turn = tool_turn(("add", {"a": 2}), ("explode", {"reason": "it"}), ("nap", {"seconds": 3}))
-    start = time.perf_counter()
+    turn = tool_turn(("add", {"a": 2}), ("explode", {"reason": "it"}), ("nap", {"seconds": 60}))
+    NAP_LOG.clear()
     obs, reward, terminated, truncated, info = _do_step(env, how, turn)
-    assert time.perf_counter() - start < 2
+    assert NAP_LOG == ["cancelled"], "the timed-out nap was waited for instead of cut"
     assert [m["content"][:20] for m in obs[-3:]] == [
         "3",
         "Error: explode raise",
