@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import doctest
-import time
 import types
 import warnings
 from collections import Counter
@@ -153,14 +152,12 @@ def test_division_by_zero_is_reported_not_raised(text: str, error: str) -> None:
     assert expression.error is not None and error in expression.error
 
 
-def test_parser_is_fast_on_the_largest_inputs() -> None:
+def test_parser_is_exact_on_the_largest_inputs() -> None:
     # The worst accepted input: the longest product of the longest numbers (exact, no overflow).
     factor = "9" * MAX_DIGITS
     per = len(factor) + 1
     text = "*".join([factor] * (MAX_LENGTH // per))
-    start = time.perf_counter()
-    expression = parse_expression(text)
-    assert time.perf_counter() - start < 0.5
+    expression = parse_expression(text)  # its speed: benchmarks/bench_core.py
     assert expression.value == Fraction(int(factor)) ** (MAX_LENGTH // per)
 
 

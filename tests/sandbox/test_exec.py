@@ -76,7 +76,8 @@ def test_timeout_kills_the_whole_tree(sb: DockerSandbox) -> None:
     t0 = time.monotonic()
     r = sb.exec("sleep 60 & (setsid sleep 61 &); sleep 62", timeout=1)
     assert r.timed_out and r.exit_code == 137 and r.signal == 9
-    assert 0.9 < r.duration_s < 5 and time.monotonic() - t0 < 8
+    assert r.duration_s >= 0.9  # it ran until the timeout...
+    assert time.monotonic() - t0 < 40  # ...and no longer (a hang guard: unkilled, it takes 62 s)
     left = sb.exec("cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout
     assert "sleep 6" not in left
 
@@ -94,12 +95,15 @@ def test_async_twins(sb: DockerSandbox) -> None:
     async def main() -> list[str]:
         await sb.awrite_files({"async.txt": "data"})
         assert await sb.aread_file("async.txt") == b"data"
-        results = await asyncio.gather(*(sb.aexec(f"sleep 0.5; echo {i}") for i in range(4)))
+        # Each command waits until all four have started (20 s at most: a hang guard), so they
+        # only all print if they overlapped; run one after the other, the first times out.
+        barrier = "touch /tmp/in.{i}; while [ $(ls /tmp/in.* | wc -l) -lt 4 ]; do sleep 0.05; done"
+        results = await asyncio.gather(
+            *(sb.aexec(f"{barrier.format(i=i)}; echo {i}", timeout=20) for i in range(4))
+        )
         return [r.stdout.strip() for r in results]
 
-    t0 = time.monotonic()
-    assert asyncio.run(main()) == ["0", "1", "2", "3"]
-    assert time.monotonic() - t0 < 1.9  # the four commands overlapped
+    assert asyncio.run(main()) == ["0", "1", "2", "3"]  # the four commands overlapped
 
 
 def test_bad_arguments_are_rejected(sb: DockerSandbox) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -22,10 +21,9 @@ def flat(text: str) -> str:
 
 
 def test_build_is_idempotent(docker_client: Any) -> None:
-    t0 = time.monotonic()
     result = runner.invoke(app, ["sandbox", "build"])
     assert result.exit_code == 0, result.output
-    assert "up to date" in flat(result.output) and time.monotonic() - t0 < 10
+    assert "up to date" in flat(result.output)  # nothing rebuilt (its speed: bench_sandbox.py)
 
 
 def test_build_from_a_user_dockerfile(docker_client: Any, tmp_path: Any) -> None:

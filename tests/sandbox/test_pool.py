@@ -41,19 +41,20 @@ def test_back_pressure_waits_for_a_release(docker_client: Any) -> None:
         with pytest.raises(PoolTimeoutError, match="size=1"):
             pool.get(timeout=0.3)
         got: dict[str, Any] = {}
+        released = threading.Event()
 
         def waiter() -> None:
-            t0 = time.monotonic()
             got["sb"] = pool.get(timeout=30)
-            got["waited"] = time.monotonic() - t0
+            got["after_put"] = released.is_set()
 
         t = threading.Thread(target=waiter)
         t.start()
         time.sleep(0.5)
         assert "sb" not in got  # still blocked: never more than size containers
+        released.set()
         pool.put(held)
         t.join(timeout=30)
-        assert got["sb"] is held and got["waited"] >= 0.4
+        assert got["sb"] is held and got["after_put"]  # it got the sandbox only once put back
         pool.put(got["sb"])
         assert pool.stats.created == 1
 
@@ -67,9 +68,7 @@ def test_concurrent_episodes_share_the_pool(docker_client: Any) -> None:
         return list(await asyncio.gather(*(episode(i) for i in range(6))))
 
     with SandboxPool(size=3) as pool:
-        t0 = time.monotonic()
         assert asyncio.run(main(pool)) == [str(i) for i in range(6)]
-        assert time.monotonic() - t0 < 6
         assert pool.stats.created == 3 and pool.stats.waits >= 1
 
 
