@@ -9,12 +9,21 @@ this one run and printed with its goal:
 2. ``collect`` of 64 episodes whose env step and policy each take 50 ms, against a serial loop
    over the same env and policy; goal >= 30x faster;
 3. ``import envkit`` in fresh interpreters (median), next to a bare interpreter and
-   ``import gymnasium``; goal < 0.5 s.
+   ``import gymnasium``; goal < 0.5 s;
+4. timeouts cut, not waited for: a step whose sync tool blocks 2 s (tool timeout 0.2 s), a
+   step whose async tool sleeps 2 s (0.2 s), and ``collect`` with one episode stuck for 2 s
+   (``episode_timeout=0.3``), each next to the time the blocked work would have taken;
+   goal: within 1 s of the timeout;
+5. the scripted OpenAI server answering 8 requests of 0.3 s each at once, against 8 x 0.3 s;
+   goal >= 4x; and Countdown's expression parser on its largest accepted input; goal < 50 ms.
+
+The tests check the behaviour behind 4 and 5 (cut, overlapped, exact) without timing it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import subprocess
 import sys
@@ -22,10 +31,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from envkit import ChatEnv, Feedback, Task
+from envkit import ChatEnv, Feedback, Task, ToolBox, tool
 from envkit.policies import CallablePolicy
 from envkit.rollout import collect
-from envkit.types import GenerationRequest, Message
+from envkit.types import GenerationRequest, Message, ToolCall
 
 TURNS = 10
 
@@ -193,6 +202,82 @@ def bench_import(runs: int) -> dict[str, float]:
     }
 
 
+def bench_timeouts(block: float) -> dict[str, float]:
+    """Wall time of calls that hit a timeout while the work under them would take ``block`` s."""
+
+    @tool(timeout=0.2)
+    def stuck() -> str:
+        """Blocks its thread."""
+        time.sleep(block)
+        return "done"
+
+    @tool(timeout=0.2)
+    async def nap() -> str:
+        """Sleeps on the event loop."""
+        await asyncio.sleep(block)
+        return "done"
+
+    out: dict[str, float] = {}
+    for name, fn in (("sync tool, timeout 0.2 s", stuck), ("async tool, timeout 0.2 s", nap)):
+        start = time.perf_counter()
+        msgs, stats = ToolBox([fn]).call_sync([ToolCall.create(fn.name, {}, id="1")])
+        out[name] = time.perf_counter() - start
+        assert stats.timeouts == 1, msgs
+
+    class Stuck(Sleepy):
+        DELAY = block
+
+    policy = CallablePolicy(lambda messages, tools: "7")
+    start = time.perf_counter()
+    groups = collect(Stuck, policy, seeds=[0], episode_timeout=0.3, progress=False)
+    out["collect, episode_timeout 0.3 s"] = time.perf_counter() - start
+    assert groups[0][0].outcome == "timeout"
+    return out
+
+
+def bench_server(requests: int, delay: float) -> float:
+    """Wall time of ``requests`` concurrent requests to the scripted server, ``delay`` s each."""
+    import json
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from envkit.testing import ScriptedOpenAIServer, echo
+
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    with ScriptedOpenAIServer(responder=lambda r: echo(r).delayed(delay)) as server:
+
+        def post(_: int) -> int:
+            req = urllib.request.Request(
+                server.url + "/chat/completions",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=60) as response:
+                return response.status
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(requests) as pool:
+            statuses = list(pool.map(post, range(requests)))
+        wall = time.perf_counter() - start
+    assert statuses == [200] * requests, statuses
+    return wall
+
+
+def bench_countdown_parser() -> float:
+    """Best-of-5 time of Countdown's parser on the worst input it accepts."""
+    from envkit.environments._expression import MAX_DIGITS, MAX_LENGTH, parse_expression
+
+    factor = "9" * MAX_DIGITS
+    text = "*".join([factor] * (MAX_LENGTH // (len(factor) + 1)))
+
+    def run() -> float:
+        start = time.perf_counter()
+        assert parse_expression(text).value is not None
+        return time.perf_counter() - start
+
+    return best_of(5, run)
+
+
 def verdict(ok: bool) -> str:
     return "OK  " if ok else "MISS"
 
@@ -246,6 +331,28 @@ def main() -> None:
         print(f"   {name:<38} {seconds:7.3f} s")
     envkit_s = imports["import envkit"]
     print(f"   import envkit: {envkit_s:.3f} s   goal < 0.5 s  {verdict(envkit_s < 0.5)}")
+
+    block = 2.0
+    print(f"\n== 4. timeouts cut the blocked work ({block:.0f} s) instead of waiting for it")
+    for name, seconds in bench_timeouts(block).items():
+        print(
+            f"   {name:<34} {seconds:7.3f} s  vs {block:.1f} s  goal < 1.2 s  "
+            f"{verdict(seconds < 1.2)}"
+        )
+
+    n, delay = 8, 0.3
+    print(f"\n== 5. scripted server: {n} requests of {delay} s at once; Countdown's parser")
+    wall = bench_server(n, delay)
+    ratio = n * delay / wall
+    print(
+        f"   {n} concurrent requests {wall:7.3f} s  vs serial {n * delay:.1f} s  "
+        f"({ratio:.1f}x)  goal >= 4x  {verdict(ratio >= 4)}"
+    )
+    parse = bench_countdown_parser()
+    print(
+        f"   Countdown parser, largest input {parse * 1e3:7.2f} ms  goal < 50 ms  "
+        f"{verdict(parse < 0.05)}"
+    )
 
 
 if __name__ == "__main__":
