@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["GRPOConfig"]
 
@@ -153,8 +153,9 @@ class GRPOConfig(BaseModel):
     )
 
     # ------------------------------------------------------------------ devices
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto: CUDA when available, else CPU."
+    device: str = Field(
+        "auto",
+        description="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bfloat16 on CUDA, float32 on CPU."
@@ -190,6 +191,13 @@ class GRPOConfig(BaseModel):
     eval_seed_start: int = Field(
         1_000_000_000, ge=0, description="Held-out seeds start here (disjoint from training seeds)."
     )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        from envkit.devices import check_device_spec
+
+        return check_device_spec(value)
 
     @model_validator(mode="after")
     def _check(self) -> GRPOConfig:

@@ -144,11 +144,15 @@ class GRPOTrainer:
         from envkit.trainers.episodes import BackgroundLoop, EpisodeSource
         from envkit.trainers.modeling import load_base_model, lora_config, resolve_device
 
+        from envkit.devices import describe
+
         _compat.check()  # before loading anything: a TRL/transformers that lacks what we use
         cfg = self.config
         model, tok = load_base_model(model_spec, cfg, tokenizer)
         self.tokenizer = tok
         self.device = resolve_device(cfg)
+        self.runtime = describe(model)
+        """``{"device": ..., "dtype": ...}`` the base model runs on (shown in run summaries)."""
         self.loop = BackgroundLoop()
         stop_ids = _stop_token_ids(model, tok)
         self.episodes = EpisodeSource(
@@ -297,7 +301,7 @@ class GRPOTrainer:
             "model": self.model_name,
             "reward": _reward_spec(self.reward),
             "envkit_version": envkit.__version__,
-            "device": self.device,
+            **self.runtime,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         }
 
@@ -464,8 +468,8 @@ def _trl_args(cfg: GRPOConfig, run: RunDir, device: str, world: int, model: Any)
         scale_rewards=cfg.scale_rewards,
         mask_truncated_completions=cfg.mask_truncated_completions,
         **_compat.checkpointing_args(cfg.gradient_checkpointing),
-        bf16=device == "cuda" and dtype == torch.bfloat16,
-        fp16=device == "cuda" and dtype == torch.float16,
+        bf16=device.startswith("cuda") and dtype == torch.bfloat16,
+        fp16=device.startswith("cuda") and dtype == torch.float16,
         use_cpu=device == "cpu",
         use_vllm=cfg.use_vllm,
         vllm_mode="colocate",

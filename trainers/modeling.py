@@ -1,9 +1,11 @@
 """Loading the base model for training: device, dtype, optional 4-bit, and the LoRA config.
 
-CPU runs use float32; CUDA runs use bfloat16 (float16 where bf16 is unsupported). ``load_in_4bit``
-quantizes the base with bitsandbytes (QLoRA) and needs CUDA, bitsandbytes and a model given as a
-Hugging Face directory or hub id. A GGUF-loaded model has its quantization config removed (its
-weights are already de-quantized to float), or peft and the trainer would treat it as quantized.
+CPU runs use float32; CUDA runs use bfloat16 (float16 where bf16 is unsupported); ``device`` is
+``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` (``envkit.devices``).
+``load_in_4bit`` quantizes the base with bitsandbytes (QLoRA) and needs CUDA, bitsandbytes and a
+model given as a Hugging Face directory or hub id. A GGUF-loaded model has its quantization config
+removed (its weights are already de-quantized to float), or peft and the trainer would treat it as
+quantized.
 
 Example:
     >>> from envkit.trainers import GRPOConfig
@@ -22,31 +24,21 @@ __all__ = ["load_base_model", "lora_config", "make_policy", "resolve_device", "r
 
 
 def resolve_device(config: GRPOConfig) -> str:
-    """``"cuda"`` or ``"cpu"`` from ``config.device`` (``auto``: CUDA when available).
+    """``"cpu"`` or ``"cuda:N"`` from ``config.device`` (see ``envkit.devices.resolve_device``).
 
     Raises:
-        RuntimeError: CUDA was asked for but is not available.
+        RuntimeError: a CUDA device was asked for that torch does not see.
     """
-    import torch
+    from envkit.devices import resolve_device as resolve
 
-    if config.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "device='cuda' but torch sees no CUDA device; use device='cpu' or 'auto'"
-        )
-    return config.device
+    return resolve(config.device)
 
 
 def resolve_dtype(config: GRPOConfig, device: str) -> Any:
     """The torch dtype of the base model: float32 on CPU, bfloat16 (or float16) on CUDA."""
-    import torch
+    from envkit.devices import resolve_dtype as resolve
 
-    if config.dtype != "auto":
-        return getattr(torch, config.dtype)
-    if device == "cpu":
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return resolve(config.dtype, device)
 
 
 def lora_config(config: GRPOConfig) -> Any:
@@ -69,7 +61,7 @@ def _strip_gguf_quantizer(model: Any) -> None:
     remove_quantization(model, only="gguf")
 
 
-def _load_4bit(spec: str, dtype: Any) -> tuple[Any, Any]:
+def _load_4bit(spec: str, dtype: Any, device: str) -> tuple[Any, Any]:
     if importlib.util.find_spec("bitsandbytes") is None:
         raise RuntimeError("load_in_4bit needs bitsandbytes: pip install bitsandbytes")
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -81,7 +73,7 @@ def _load_4bit(spec: str, dtype: Any) -> tuple[Any, Any]:
         bnb_4bit_use_double_quant=True,
     )
     model = AutoModelForCausalLM.from_pretrained(
-        spec, quantization_config=quant, dtype=dtype, device_map={"": 0}
+        spec, quantization_config=quant, dtype=dtype, device_map={"": device}
     )
     from peft import prepare_model_for_kbit_training
 
@@ -105,15 +97,20 @@ def load_base_model(spec: Any, config: GRPOConfig, tokenizer: Any = None) -> tup
     """
     device = resolve_device(config)
     dtype = resolve_dtype(config, device)
+    if device.startswith("cuda"):
+        import torch
+
+        # accelerate (and so TRL) puts a single-process run on the current CUDA device.
+        torch.cuda.set_device(device)
     if config.load_in_4bit:
-        if device != "cuda":
+        if not device.startswith("cuda"):
             raise RuntimeError("load_in_4bit needs CUDA; drop load_in_4bit on CPU")
         if not isinstance(spec, str) or spec in ("smollm2-135m", "tiny-random"):
             raise RuntimeError(
                 "load_in_4bit needs --model as a Hugging Face model directory or hub id, "
                 "not a bundled name or a loaded model"
             )
-        model, tok = _load_4bit(spec, dtype)
+        model, tok = _load_4bit(spec, dtype, device)
     else:
         if isinstance(spec, tuple):
             model, tok = spec

@@ -48,8 +48,11 @@ def summarize_run(path: str | Path) -> dict[str, Any]:
     k = max(1, min(10, len(rewards) // 4)) if rewards else 1
     _, step_s = _series(train, "time/step_s")
     last = run.last_checkpoint()
+    info = run.read_run_info() if run.run_info_path.is_file() else {}
     out: dict[str, Any] = {
         "run_dir": str(run.path),
+        "device": info.get("device"),
+        "dtype": info.get("dtype"),
         "steps": max((int(r.get("step", 0)) for r in train), default=0),
         "reward_first": _window_mean(rewards, 0, k),
         "reward_last": _window_mean(rewards, len(rewards) - k, len(rewards)),
@@ -143,6 +146,7 @@ def print_summary(path: str | Path, console: Any = None) -> dict[str, Any]:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     table.add_row("steps", fmt(s["steps"]))
+    table.add_row("device, dtype", f"{fmt(s['device'])}, {fmt(s['dtype'])}")
     table.add_row(f"reward, first {s['window']} steps", fmt(s["reward_first"]))
     table.add_row(f"reward, last {s['window']} steps", fmt(s["reward_last"]))
     for key in (

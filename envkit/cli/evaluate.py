@@ -46,8 +46,13 @@ def resolve_api_key(model: str, api_base: str | None, api_key: str | None) -> st
     return None if found.get("keys_in_environment") else LOCAL_API_KEY
 
 
-def print_summary(summary: RolloutSummary, console: Console, title: str) -> None:
-    """Prints a ``RolloutSummary`` as a table."""
+def print_summary(
+    summary: RolloutSummary,
+    console: Console,
+    title: str,
+    runtime: dict[str, str] | None = None,
+) -> None:
+    """Prints a ``RolloutSummary`` as a table (with the device/dtype a local model ran on)."""
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -68,6 +73,8 @@ def print_summary(summary: RolloutSummary, console: Console, title: str) -> None
     table.add_row("mean episode s", f"{summary.mean_episode_s:.3f}")
     if summary.wall_s is not None:
         table.add_row("wall s", f"{summary.wall_s:.2f}")
+    for key, value in (runtime or {}).items():
+        table.add_row(key, value)
     console.print(table)
 
 
@@ -92,8 +99,12 @@ def run_eval(
     judge_api_key: str | None,
     adapters: list[Path],
     console: Console,
+    device: str = "auto",
 ) -> dict[str, list[TrajectoryGroup]]:
     """Evaluates ``model`` (and each adapter) on ``num_tasks`` seeds; returns groups per policy.
+
+    ``device`` places a local model (``auto``: CUDA when available); an API model given a device
+    other than ``auto`` is an error.
 
     API keys: see ``resolve_api_key``; the judge uses ``api_key`` when it has no key of its own
     and is served at the same ``api_base``.
@@ -102,6 +113,19 @@ def run_eval(
     from envkit.policies.loading import is_local_spec
 
     seeds = list(range(seed, seed + num_tasks))
+    local = is_local_spec(model)
+    if not local and device != "auto":
+        raise ValueError(
+            f"--device {device} is for local models; {model!r} is an API model (litellm). Drop "
+            "--device, or give a local model (a directory, hf:PATH, smollm2-135m)"
+        )
+    if local:
+        from envkit.devices import resolve_device
+
+        try:
+            resolve_device(device)
+        except RuntimeError as e:  # no such CUDA device: a usage error, said before loading
+            raise ValueError(str(e)) from None
     if adapters:
         return _eval_adapters(
             env_id=env_id,
@@ -117,15 +141,19 @@ def run_eval(
             pass_threshold=pass_threshold,
             out=out,
             console=console,
+            device=device,
         )
     policy_kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+    if local:
+        policy_kwargs["device"] = device
     if api_base:
         policy_kwargs["api_base"] = api_base
-    key = api_key if is_local_spec(model) else resolve_api_key(model, api_base, api_key)
+    key = api_key if local else resolve_api_key(model, api_base, api_key)
     if key is not None:  # a local model given a key gets load_policy's clear error
         policy_kwargs["api_key"] = key
     with console.status(f"loading {model}..."):
         policy = load_policy(model, **policy_kwargs)
+    runtime = getattr(policy, "runtime", None)
     results: dict[str, list[TrajectoryGroup]] = {}
     start = time.perf_counter()
     groups = collect(
@@ -144,6 +172,7 @@ def run_eval(
         summarize(groups, pass_threshold=pass_threshold, wall_s=wall),
         console,
         f"{env_id} · {model}",
+        runtime,
     )
     if judge is not None:
         if judge_api_key is None and judge_api_base and judge_api_base == api_base:
@@ -221,6 +250,7 @@ def _eval_adapters(
     pass_threshold: float,
     out: Path | None,
     console: Console,
+    device: str = "auto",
 ) -> dict[str, list[TrajectoryGroup]]:
     """The base model and each LoRA adapter on the same tasks, one loaded model, one table."""
     from envkit.policies.loading import is_local_spec
@@ -243,8 +273,14 @@ def _eval_adapters(
         temperature=temperature,
         concurrency=concurrency,
         episode_timeout=episode_timeout,
+        device=device,
     )
     print_comparison(results, console, pass_threshold=pass_threshold)
+    from envkit.devices import resolve_device, resolve_dtype
+
+    where = resolve_device(device)
+    dtype = str(resolve_dtype("auto", where)).removeprefix("torch.")
+    console.print(f"device: {where}, dtype: {dtype}")
     if out is not None:
         write_jsonl(out, [g for groups in results.values() for g in groups])
         console.print(f"wrote {sum(len(g) for g in results.values())} groups to {out}")

@@ -171,8 +171,8 @@ def eval_command(
         typer.Option(
             "--model",
             "-m",
-            help="A litellm model string (e.g. openai/gpt-4o-mini), 'hf:PATH' for a local "
-            "transformers model, 'smollm2-135m' (bundled) or 'tiny-random'.",
+            help="A litellm model string (e.g. openai/gpt-4o-mini), a local transformers model "
+            "directory (or 'hf:PATH'), 'smollm2-135m' (bundled) or 'tiny-random'.",
         ),
     ],
     num_tasks: Annotated[int, typer.Option("--num-tasks", "-n", min=1, help="Tasks (seeds).")] = 8,
@@ -217,6 +217,12 @@ def eval_command(
         list[Path] | None,
         typer.Option(help="A LoRA adapter dir to compare with the base model (repeatable)."),
     ] = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="Local models: auto (CUDA when available, bf16 there), cpu, cuda or cuda:N."
+        ),
+    ] = "auto",
 ) -> None:
     """Run a policy on N tasks x G samples; print mean reward, pass@k, outcomes and timing."""
     from envkit.cli.evaluate import run_eval
@@ -243,6 +249,7 @@ def eval_command(
             judge_api_key=judge_api_key,
             adapters=list(adapter or []),
             console=console,
+            device=device,
         )
     except (ValueError, FileNotFoundError) as e:
         err_console.print(f"[red]error:[/red] {e}")

@@ -149,47 +149,27 @@ def train_command(
     report_to: Annotated[
         list[str] | None, typer.Option(help="tensorboard, wandb, ... (repeatable).")
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="auto (default: CUDA when available, bf16 there), cpu, cuda or cuda:N."),
+    ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16 or float16."),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Any GRPOConfig field as KEY=VALUE (repeatable)."),
     ] = None,
 ) -> None:
     """Train a LoRA adapter on an environment with GRPO; leaves a run folder (see docs)."""
-    from envkit.trainers.run_dir import RunDir
-
-    resume_dir = None
-    run_info: dict[str, Any] = {}
     if resume and overwrite:
         raise _fail("--resume continues the run in --out and --overwrite deletes it: pick one")
     if resume:
-        if out is None:
-            raise _fail("--resume needs --out RUN_DIR (the run to continue)")
-        run = RunDir(out)
-        if not run.exists():
-            raise _fail(
-                f"{out} holds no run to resume (no config.yaml); drop --resume to start one"
-            )
-        resume_dir = out
-        run_info = run.read_run_info()
-        if env_id is not None and _full(env_id) != run_info.get("env"):
-            raise _fail(f"{out} trains {run_info.get('env')}, not {_full(env_id)}")
-        if model is not None and model != run_info.get("model"):
-            raise _fail(f"{out} trains --model {run_info.get('model')}, not {model}")
-        if kwarg or reward or judge or config:
-            raise _fail(
-                "--resume continues the run as configured: drop --kwarg/--reward/--judge/--config"
-            )
-    elif env_id is None or model is None:
-        raise _fail("give ENV_ID and --model (or --resume --out RUN_DIR)")
-    elif out is not None and RunDir(out).exists():
-        if not overwrite:
-            raise _fail(
-                f"{out} already holds a run; add --resume to continue it, --overwrite to replace "
-                "it, or choose another --out"
-            )
-        import shutil
-
-        shutil.rmtree(out)
+        run_info = _check_resume(out, env_id, model, bool(kwarg or reward or judge or config))
+    else:
+        run_info = {}
+        _prepare_new_run(env_id, model, out, overwrite)
     flags = {
         "max_steps": steps,
         "output_dir": str(out) if out is not None else None,
@@ -202,31 +182,87 @@ def train_command(
         "eval_every": eval_every,
         "seed": seed,
         "report_to": report_to,
+        "device": device,
+        "dtype": dtype,
     }
     if not resume:
         flags["env_kwargs"] = _kwargs(kwarg) or None
-    cfg = _config(config, list(set_ or []), flags, resume_dir)
-    env = run_info.get("env") if resume else _resolve_env(env_id)  # type: ignore[arg-type]
-    model_spec = run_info.get("model") if resume else model
-    reward_obj = (
-        _resumed_reward(run_info.get("reward"))
-        if resume
-        else _reward(reward, judge, judge_api_base)
-    )
-
-    from envkit.trainers import GRPOTrainer
-    from envkit.trainers.report import print_summary
-
+    cfg = _config(config, list(set_ or []), flags, out if resume else None)
+    if resume:
+        env, model_spec = run_info.get("env"), run_info.get("model")
+        reward_obj = _resumed_reward(run_info.get("reward"))
+    else:
+        env, model_spec = _resolve_env(env_id), model  # type: ignore[arg-type]
+        reward_obj = _reward(reward, judge, judge_api_base)
     console = Console()
+    trainer = _build_trainer(model_spec, env, reward_obj, cfg, console)
+    _run_training(trainer, resume, console)
+
+
+def _check_resume(
+    out: Path | None, env_id: str | None, model: str | None, reconfigures: bool
+) -> dict[str, Any]:
+    """Step 1 of ``--resume``: the run in ``--out`` exists and the command agrees with it."""
+    from envkit.trainers.run_dir import RunDir
+
+    if out is None:
+        raise _fail("--resume needs --out RUN_DIR (the run to continue)")
+    run = RunDir(out)
+    if not run.exists():
+        raise _fail(f"{out} holds no run to resume (no config.yaml); drop --resume to start one")
+    run_info = run.read_run_info()
+    if env_id is not None and _full(env_id) != run_info.get("env"):
+        raise _fail(f"{out} trains {run_info.get('env')}, not {_full(env_id)}")
+    if model is not None and model != run_info.get("model"):
+        raise _fail(f"{out} trains --model {run_info.get('model')}, not {model}")
+    if reconfigures:
+        raise _fail(
+            "--resume continues the run as configured: drop --kwarg/--reward/--judge/--config"
+        )
+    return run_info
+
+
+def _prepare_new_run(
+    env_id: str | None, model: str | None, out: Path | None, overwrite: bool
+) -> None:
+    """Step 1 of a new run: ENV_ID and --model are given; --out is free (or --overwrite)."""
+    from envkit.trainers.run_dir import RunDir
+
+    if env_id is None or model is None:
+        raise _fail("give ENV_ID and --model (or --resume --out RUN_DIR)")
+    if out is not None and RunDir(out).exists():
+        if not overwrite:
+            raise _fail(
+                f"{out} already holds a run; add --resume to continue it, --overwrite to replace "
+                "it, or choose another --out"
+            )
+        import shutil
+
+        shutil.rmtree(out)
+
+
+def _build_trainer(model_spec: Any, env: Any, reward: Any, cfg: Any, console: Console) -> Any:
+    """Step 2: load the model on its device and build the trainer (errors exit with code 2)."""
+    from envkit.trainers import GRPOTrainer
+
     with console.status(f"loading {model_spec} ..."):
         try:
-            trainer = GRPOTrainer(model_spec, env, reward=reward_obj, config=cfg)
+            trainer = GRPOTrainer(model_spec, env, reward=reward, config=cfg)
         except (ValueError, RuntimeError, TypeError) as e:
             raise _fail(str(e)) from None
+    runtime = trainer.runtime
     console.print(
-        f"training [bold]{env}[/bold] with {model_spec}: {cfg.max_steps} steps x "
-        f"{cfg.groups_per_step} tasks x {cfg.group_size} episodes -> {trainer.run.path}"
+        f"training [bold]{env}[/bold] with {model_spec} on {runtime['device']} "
+        f"({runtime['dtype']}): {cfg.max_steps} steps x {cfg.groups_per_step} tasks x "
+        f"{cfg.group_size} episodes -> {trainer.run.path}"
     )
+    return trainer
+
+
+def _run_training(trainer: Any, resume: bool, console: Console) -> None:
+    """Step 3: train (closing the trainer whatever happens), then print the run's summary."""
+    from envkit.trainers.report import print_summary
+
     try:
         result = trainer.train(resume=resume)
     except FileExistsError as e:

@@ -17,6 +17,16 @@ sampled token under the model's temperature-scaled distribution, before top-k/to
 ``temperature=1`` these are the model's own log-probabilities; with greedy decoding
 (``temperature=0``) they are taken at temperature 1.
 
+Devices: ``HFPolicy(model, tokenizer, device=...)`` moves the model (``None``: leave it where it
+is); ``HFPolicy.from_pretrained(name)`` loads it on ``device="auto"`` (the first CUDA GPU when
+torch sees one, with bfloat16; else the CPU, float32). See ``envkit.devices``.
+
+Engines: ``engine="padded"`` (the default, and what ``"auto"`` means for now) left-pads each
+batch and runs ``model.generate``; ``engine="continuous"`` (experimental) feeds requests to
+transformers' continuous-batching manager with paged attention as they arrive (see
+``envkit.policies.hf_continuous``); it needs ``top_p=1`` and ``top_k=0`` for exact
+log-probabilities and does not switch adapters.
+
 Tool calls are parsed from the model's text in the Hermes/Qwen format (``<tool_call>{"name":
 ..., "arguments": ...}</tool_call>``, see ``envkit.policies.toolcall_parsing``) when the request
 offers tools.
@@ -102,6 +112,10 @@ class HFPolicy(BasePolicy):
             and the model's ``generation_config.eos_token_id``.
         adapter: A peft adapter directory to load (and use) on top of ``model``.
         adapter_name: The name to load ``adapter`` under.
+        device: Move the model here: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``
+            (``None``: leave it where it is).
+        dtype: With ``device``: the model's dtype (``"auto"``: bf16 on CUDA, fp32 on CPU).
+        engine: ``"padded"``, ``"continuous"`` (experimental) or ``"auto"`` (padded for now).
 
     Example:
         >>> policy = HFPolicy.from_pretrained("tiny-random", max_new_tokens=2, temperature=0)
@@ -125,8 +139,17 @@ class HFPolicy(BasePolicy):
         stop_token_ids: Sequence[int] | None = None,
         adapter: str | Path | None = None,
         adapter_name: str = "default",
+        device: str | None = None,
+        dtype: Any = "auto",
+        engine: str = "auto",
     ) -> None:
         _check_args(max_new_tokens, temperature, top_p, top_k, max_batch_size, batch_wait_s)
+        self.engine = _resolve_engine(engine, temperature, top_p, top_k)
+        if device is not None:
+            from envkit.devices import resolve_device, resolve_dtype
+
+            where = resolve_device(device)
+            model = model.to(device=where, dtype=resolve_dtype(dtype, where))
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(
                 "the tokenizer has no chat template; HFPolicy renders conversations with it. Set "
@@ -155,27 +178,46 @@ class HFPolicy(BasePolicy):
             weakref.WeakKeyDictionary()
         )
         self._adapter: Any = _UNSET
+        self._continuous: Any = None
         if adapter is not None:
             self.load_adapter(adapter, adapter_name)
             self.use_adapter(adapter_name)
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str, *, device: str | None = None, dtype: Any = None, **kwargs: Any
+        cls, name_or_path: str, *, device: str | None = "auto", dtype: Any = "auto", **kwargs: Any
     ) -> HFPolicy:
         """Loads a model with ``envkit.models.load_model`` and wraps it.
 
         Args:
             name_or_path: ``"smollm2-135m"``, ``"tiny-random"``, a local model directory
                 (optionally ``"hf:/path"``) or a hub id.
-            device: Where to put the model (default: CPU).
-            dtype: The model's dtype (default: float32 for the bundled models).
+            device: ``"auto"`` (default: the first CUDA GPU when there is one, else the CPU),
+                ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+            dtype: ``"auto"`` (bf16 on CUDA, fp32 on CPU), a dtype name or a ``torch.dtype``.
             **kwargs: ``HFPolicy`` arguments (``max_new_tokens``, ``temperature``, ``adapter``...).
+
+        Raises:
+            RuntimeError: a CUDA device was asked for that torch does not see.
         """
+        from envkit.devices import resolve_device, resolve_dtype
         from envkit.models import load_model
 
-        model, tokenizer = load_model(name_or_path, device=device, dtype=dtype)
+        where = resolve_device(device)
+        model, tokenizer = load_model(name_or_path, device=where, dtype=resolve_dtype(dtype, where))
         return cls(model, tokenizer, **kwargs)
+
+    @property
+    def runtime(self) -> dict[str, str]:
+        """``{"device": ..., "dtype": ..., "engine": ...}`` the policy samples with."""
+        from envkit.devices import describe
+
+        return {**describe(self.model), "engine": self.engine}
+
+    def close(self) -> None:
+        """Stops the continuous-batching engine's thread, if one runs (padded: nothing to do)."""
+        if self._continuous is not None:
+            self._continuous.close()
 
     # ------------------------------------------------------------------ adapters
 
@@ -221,6 +263,11 @@ class HFPolicy(BasePolicy):
         Raises:
             ValueError: no adapter of that name is loaded.
         """
+        if self.engine == "continuous":
+            raise ValueError(
+                "engine='continuous' samples with the model's active adapter and cannot switch "
+                "adapters; use engine='padded' to compare adapters"
+            )
         if name is not None and name not in self.adapters:
             raise ValueError(
                 f"no adapter named {name!r}; loaded: {self.adapters or 'none'}. "
@@ -267,6 +314,8 @@ class HFPolicy(BasePolicy):
         if not requests:
             return []
         prompts = [(self.render(r), bool(r.tools)) for r in requests]
+        if self.engine == "continuous":
+            return list(await asyncio.gather(*(self._continuous_one(*p) for p in prompts)))
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None:
@@ -305,6 +354,35 @@ class HFPolicy(BasePolicy):
             for item, result in zip(batch, results, strict=True):
                 if not item.future.done():
                     item.future.set_result(result)
+
+    async def _continuous_one(self, prompt_ids: list[int], parse_tools: bool) -> Completion:
+        from envkit.policies.hf_continuous import ContinuousEngine
+
+        if self._continuous is None:
+            self._continuous = ContinuousEngine(
+                self.model,
+                self._generation_config(),
+                stop_token_ids=self.stop_token_ids,
+                max_new_tokens=self.max_new_tokens,
+                seed=self.seed,
+            )
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(value: Any) -> None:
+            if future.done():
+                return
+            if isinstance(value, BaseException):
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+
+        self.model.eval()  # sampling without dropout; trainers switch train mode back themselves
+        self._continuous.submit(prompt_ids, done)
+        tokens, logprobs = await future
+        self.stats.batches += 1
+        self.stats.requests += 1
+        self.stats.max_batch = max(self.stats.max_batch, 1)
+        return self._completion(_Pending(prompt_ids, parse_tools, future), tokens, logprobs)
 
     # ------------------------------------------------------------------ generation
 
@@ -476,6 +554,20 @@ def _default_stops(model: Any, tokenizer: Any) -> list[int]:
     for token_id in eos if isinstance(eos, list) else [eos]:
         add(token_id)
     return stops
+
+
+def _resolve_engine(engine: str, temperature: float, top_p: float, top_k: int) -> str:
+    if engine not in ("auto", "padded", "continuous"):
+        raise ValueError(f"engine must be 'auto', 'padded' or 'continuous', got {engine!r}")
+    if engine == "auto":
+        return "padded"
+    if engine == "continuous":
+        from envkit.policies.hf_continuous import unsupported_reason
+
+        reason = unsupported_reason(temperature, top_p, top_k)
+        if reason is not None:
+            raise ValueError(f"engine='continuous' is not available: {reason}")
+    return engine
 
 
 def _check_args(

@@ -2,6 +2,8 @@
 
 * ``"smollm2-135m"``, ``"tiny-random"``: the bundled local models (``HFPolicy``).
 * ``"hf:<dir or hub id>"``: any local transformers causal LM (``HFPolicy``).
+* an existing local directory (``./runs/merged``, ``/models/qwen``): loaded like ``hf:<dir>``,
+  as ``envkit train --model`` loads it.
 * anything else: a litellm model string (``LiteLLMPolicy``), e.g. ``"gpt-4o-mini"`` or
   ``"openai/<name>"`` with ``api_base=`` for an OpenAI-compatible server.
 
@@ -16,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from envkit.policies.base import Policy
@@ -26,8 +29,11 @@ _BUNDLED = ("smollm2-135m", "tiny-random")
 
 
 def is_local_spec(spec: str) -> bool:
-    """Whether ``spec`` names a local transformers model (an ``HFPolicy``)."""
-    return spec in _BUNDLED or spec.startswith("hf:")
+    """Whether ``spec`` names a local transformers model (an ``HFPolicy``).
+
+    Bundled names, ``hf:...`` and existing directories do; everything else is a litellm model.
+    """
+    return spec in _BUNDLED or spec.startswith("hf:") or Path(spec).expanduser().is_dir()
 
 
 def load_policy(spec: str, **kwargs: Any) -> Policy:
@@ -35,10 +41,11 @@ def load_policy(spec: str, **kwargs: Any) -> Policy:
 
     Args:
         spec: ``"smollm2-135m"``, ``"tiny-random"``, ``"hf:/path/or/hub-id"`` or a litellm
-            model string.
+            model string; an existing directory is a local model too.
         **kwargs: Arguments of the policy class. ``max_tokens`` is accepted for both kinds
             (``HFPolicy`` calls it ``max_new_tokens``); ``None`` values mean "default". Local
-            models also take ``device`` and ``dtype``.
+            models also take ``device`` (``"auto"``: CUDA when available), ``dtype`` and
+            ``engine``.
 
     Raises:
         ValueError: an empty spec, or an argument that only API policies take (``api_base``)

@@ -513,3 +513,71 @@ def test_samples_on_cuda_with_consistent_logprobs():
     for c in completions:
         expected = rescore(policy.model, c.prompt_token_ids, c.token_ids)
         assert c.logprobs == pytest.approx(expected, abs=1e-3)
+
+
+# ---------------------------------------------------------------------- continuous batching
+
+needs_cb = pytest.mark.skipif(
+    __import__("envkit.trainers._compat", fromlist=["x"]).continuous_batching_available() is False,
+    reason="the installed transformers has no continuous batching",
+)
+
+
+@needs_cb
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
+def test_continuous_engine_logprobs_match_a_forward_pass(fresh, temperature):
+    model, tok = fresh
+    policy = HFPolicy(
+        model, tok, max_new_tokens=10, temperature=temperature, seed=1, engine="continuous"
+    )
+    try:
+        requests = [request("x"), request("a longer question about many things?"), request("hi")]
+        completions = policy.generate(requests)
+    finally:
+        policy.close()
+    assert policy.runtime["engine"] == "continuous"
+    for c in completions:
+        assert 1 <= len(c.token_ids) == len(c.logprobs) <= 10
+        assert c.finish_reason in ("stop", "length")
+        expected = rescore(model, c.prompt_token_ids, c.token_ids, temperature or 1.0)
+        assert c.logprobs == pytest.approx(expected, abs=2e-4)
+
+
+@needs_cb
+def test_continuous_engine_serves_requests_that_arrive_at_different_times(fresh):
+    model, tok = fresh
+    policy = HFPolicy(model, tok, max_new_tokens=6, engine="continuous", seed=0)
+
+    async def staggered() -> list[Any]:
+        async def one(i: int) -> Any:
+            await asyncio.sleep(0.01 * i)
+            return await policy.agenerate([request(f"question {i}")])
+
+        return await asyncio.gather(*(one(i) for i in range(6)))
+
+    try:
+        results = asyncio.run(staggered())
+    finally:
+        policy.close()
+    assert len(results) == 6 and all(len(r) == 1 for r in results)
+    for (c,) in results:
+        assert c.logprobs == pytest.approx(
+            rescore(model, c.prompt_token_ids, c.token_ids), abs=2e-4
+        )
+
+
+@needs_cb
+def test_continuous_engine_refuses_what_it_cannot_do_exactly(fresh):
+    model, tok = fresh
+    with pytest.raises(ValueError, match="top_p=1 and top_k=0"):
+        HFPolicy(model, tok, top_p=0.9, engine="continuous")
+    policy = HFPolicy(model, tok, engine="continuous")
+    with pytest.raises(ValueError, match="cannot switch adapters"):
+        policy.use_adapter(None)
+
+
+def test_unknown_engine_is_rejected(fresh):
+    model, tok = fresh
+    with pytest.raises(ValueError, match="engine must be 'auto', 'padded' or 'continuous'"):
+        HFPolicy(model, tok, engine="paged")
+    assert HFPolicy(model, tok).runtime["engine"] == "padded"

@@ -72,3 +72,27 @@ def test_empty_spec_is_rejected(spec):
 def test_hf_prefix_with_a_missing_directory_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown model"):
         load_policy(f"hf:{tmp_path / 'missing'}")
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    from envkit.models import load_model
+
+    model, tok = load_model("tiny-random")
+    path = tmp_path_factory.mktemp("saved") / "tiny"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_a_plain_directory_is_a_local_model_like_in_train(saved_model):
+    assert is_local_spec(str(saved_model))
+    policy = load_policy(str(saved_model), max_tokens=3, device="cpu")
+    assert isinstance(policy, HFPolicy)
+    assert policy.runtime["device"] == "cpu" and policy.runtime["dtype"] == "float32"
+    assert len(policy([{"role": "user", "content": "hi"}]).token_ids) <= 3
+
+
+def test_device_and_engine_reach_the_policy():
+    policy = load_policy("tiny-random", device="cpu", dtype="bfloat16", max_tokens=2)
+    assert policy.runtime == {"device": "cpu", "dtype": "bfloat16", "engine": "padded"}

@@ -113,3 +113,37 @@ def test_bad_input_gives_clear_errors(args: list[str], needle: str, tmp_path: Pa
 def _flat(text: str) -> str:
     """Output without rich's line wrapping."""
     return " ".join(text.split())
+
+
+def test_eval_loads_a_plain_directory_and_reports_device_and_dtype(tmp_path: Path) -> None:
+    from envkit.cli.main import app as main_app
+    from envkit.models import load_model
+
+    model, tok = load_model("tiny-random")
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    args = ["eval", "Arithmetic-v0", "--model", str(tmp_path / "m"), "-n", "1", "-g", "1"]
+    args += ["--max-tokens", "3", "--device", "cpu", "-k", "max_turns=1"]
+    result = runner.invoke(main_app, args)
+    assert result.exit_code == 0, result.output
+    flat = _flat(result.output)
+    assert "device" in flat and "cpu" in flat and "float32" in flat
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error a CPU-only machine gives")
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["eval", "Arithmetic-v0", "--model", "tiny-random", "--device", "cuda:7"], "cuda:7"),
+        (["eval", "Arithmetic-v0", "--model", "tiny-random", "--device", "gpu"], "unknown device"),
+        (["eval", "Arithmetic-v0", "--model", "openai/x", "--device", "cuda"], "local models"),
+        (["train", "Arithmetic-v0", "--model", "tiny-random", "--device", "cuda:7"], "cuda:7"),
+    ],
+)
+def test_device_errors_are_clear(args: list[str], needle: str, tmp_path: Path) -> None:
+    from envkit.cli.main import app as main_app
+
+    extra = ["--out", str(tmp_path / "r")] if args[0] == "train" else []
+    result = runner.invoke(main_app, args + extra)
+    assert result.exit_code == 2, result.output
+    assert needle in _flat(result.output)
