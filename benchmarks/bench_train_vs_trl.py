@@ -86,10 +86,10 @@ def run_trl(out: Path, minutes: float, train: list[int], threads: int) -> list[d
     import torch
     import trl
     from datasets import Dataset
-    from envkit.environments._parsing import last_integer
     from peft import LoraConfig
 
     from envkit.models import load_model
+    from envkit.parsing import last_integer
 
     torch.set_num_threads(threads)
     tasks = [task_of(s) for s in train]

@@ -1,9 +1,12 @@
 """``envkit/Arithmetic-v0``: integer arithmetic with feedback and retries.
 
-The model is asked to compute an expression such as ``7 * 8``; the last integer in its reply is
-its answer. A wrong answer gets "not correct, try again" and the model may retry until
-``max_turns``. The reward favours early correct answers: ``1 - (turn - 1) / max_turns`` for a
-correct answer at ``turn`` (1.0 on the first try), 0 otherwise.
+The model is asked to compute an expression such as ``7 * 8``; its answer is the last integer of
+the answer its reply marks (``<answer>``, ``\\boxed{}``, "the answer is ...", see
+``envkit.parsing.find_answer``), or of the whole reply when it marks none. The task's
+``reference`` (copied to ``Trajectory.reference``) is the correct integer. A wrong answer gets
+"not correct, try again" and the model may retry until ``max_turns``. The reward favours early
+correct answers: ``1 - (turn - 1) / max_turns`` for a correct answer at ``turn`` (1.0 on the
+first try), 0 otherwise.
 
 Example:
     >>> import envkit
@@ -23,9 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 from envkit.environments._checks import require_int, require_range
-from envkit.environments._parsing import last_integer
 
 from envkit.env import ChatEnv, Feedback, Task
+from envkit.parsing import extract_answer, last_integer
 from envkit.types import Message
 
 __all__ = ["ArithmeticEnv"]
@@ -103,10 +106,11 @@ class ArithmeticEnv(ChatEnv):
             id=f"{expression}",
             answer=answer,
             info={"expression": expression},
+            reference=answer,
         )
 
     def respond(self, message: Message) -> Feedback:
-        guess = last_integer(message.content)
+        guess = last_integer(extract_answer(message.content) or message.content)
         assert self.task is not None
         correct = guess is not None and guess == self.task.answer
         info = {"correct": correct, "parsed": guess is not None}

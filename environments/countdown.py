@@ -7,7 +7,10 @@ evaluated exactly with fractions. If it cannot be read, uses a number that was n
 more often than given), divides by zero or misses the target, the env says so and the model may
 retry until ``max_turns``. A correct answer at ``turn`` is worth ``1 - (turn - 1) / max_turns``
 (1.0 on the first try), anything else 0. Every task is solvable: the target is the value of a
-random expression over the numbers (kept as the reference answer in ``env.unwrapped.task.answer``).
+random expression over the numbers (kept as the task's ``reference``, copied to
+``Trajectory.reference``; other expressions reaching the target are just as correct, so
+``exact_match`` against it is no substitute for the env's reward). The expression the model
+submitted is in the step info's ``submitted``.
 
 Example:
     >>> import envkit
@@ -37,9 +40,9 @@ from typing import Any
 import numpy as np
 from envkit.environments._checks import require_int, require_range
 from envkit.environments._expression import ExpressionError, parse_expression
-from envkit.environments._parsing import extract_answer
 
 from envkit.env import ChatEnv, Feedback, Task
+from envkit.parsing import find_answer
 from envkit.types import Message
 
 __all__ = ["CountdownEnv", "random_solution"]
@@ -175,6 +178,7 @@ class CountdownEnv(ChatEnv):
             id=f"{','.join(map(str, numbers))}->{target}",
             answer=solution,
             info={"numbers": numbers, "target": target},
+            reference=solution,
         )
 
     def _random_task(self) -> tuple[list[int], int, str]:
@@ -216,13 +220,13 @@ class CountdownEnv(ChatEnv):
         numbers: list[int] = self.task.info["numbers"]
         target: int = self.task.info["target"]
         retry = f"Try again: make {target} from {', '.join(map(str, numbers))}."
-        info: dict[str, Any] = {"correct": False, "error": None, "answer": None, "value": None}
+        info: dict[str, Any] = {"correct": False, "error": None, "submitted": None, "value": None}
 
         def wrong(kind: str, text: str) -> Feedback:
             info["error"] = kind
             return Feedback(messages=[{"role": "user", "content": f"{text} {retry}"}], info=info)
 
-        found = extract_answer(message.content)
+        found = find_answer(message.content, last_line=True)
         if found is None:
             return wrong(
                 "no_answer",
@@ -231,7 +235,7 @@ class CountdownEnv(ChatEnv):
             )
         text, source = found
         text = _clean(text)
-        info["answer"] = text
+        info["submitted"] = text
         try:
             expression = parse_expression(text)
         except ExpressionError as e:

@@ -1,12 +1,13 @@
 """``envkit/GuessNumber-v0``: find a secret number with "higher"/"lower" feedback every turn.
 
-The env picks a whole number in ``[low, high]``; the last integer in each reply is the model's
-guess, and the env answers whether the secret is higher or lower (or that the reply held no
-number, or a number out of range), with the guesses left. Every reply uses up one of
-``max_turns`` guesses; by default ``max_turns`` is what binary search needs in the worst case.
-Finding the secret with guess ``t`` is worth ``max(0, 1 - guess_penalty * (t - 1))``
-(1.0 on the first guess; ``guess_penalty`` defaults to ``1 / max_turns``), and not finding it 0,
-so fewer guesses earn more.
+The env picks a whole number in ``[low, high]`` (the task's ``reference``); the model's guess is
+the last integer of the answer its reply marks (``<answer>``, ``\\boxed{}``...; see
+``envkit.parsing.find_answer``) or else of the whole reply, and the env answers whether the
+secret is higher or lower (or that the reply held no number, or a number out of range), with the
+guesses left. Every reply uses up one of ``max_turns`` guesses; by default ``max_turns`` is what
+binary search needs in the worst case. Finding the secret with guess ``t`` is worth
+``max(0, 1 - guess_penalty * (t - 1))`` (1.0 on the first guess; ``guess_penalty`` defaults to
+``1 / max_turns``), and not finding it 0, so fewer guesses earn more.
 
 Example:
     >>> import envkit
@@ -33,9 +34,9 @@ from __future__ import annotations
 from typing import Any
 
 from envkit.environments._checks import require_int, require_range
-from envkit.environments._parsing import last_integer
 
 from envkit.env import ChatEnv, Feedback, Task
+from envkit.parsing import extract_answer, last_integer
 from envkit.types import Message
 
 __all__ = ["GuessNumberEnv"]
@@ -125,12 +126,13 @@ class GuessNumberEnv(ChatEnv):
             id=f"{self.low}..{self.high}:{secret}",
             answer=secret,
             info={"low": self.low, "high": self.high},
+            reference=secret,
         )
 
     def respond(self, message: Message) -> Feedback:
         assert self.task is not None
         secret: int = self.task.answer
-        guess = last_integer(message.content)
+        guess = last_integer(extract_answer(message.content) or message.content)
         lo, hi = self._possible
         info: dict[str, Any] = {
             "guess": guess,

@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Sequence
 from functools import cache
@@ -29,36 +28,16 @@ from envkit.environments._sandboxed import SandboxedEnv
 from envkit.environments.coding_tasks import TASKS, CodingTask, get_task, outputs_equal
 
 from envkit.env import Feedback, Task
+from envkit.parsing import extract_code
 from envkit.types import Message
 
-__all__ = ["PythonCodingEnv", "extract_code"]
+__all__ = ["PythonCodingEnv"]
 
 SYSTEM_PROMPT = (
     "You are an expert Python programmer. Answer with the complete implementation of the "
     "requested function in one ```python code block. You may import from the standard library "
     "and define helper functions."
 )
-_BLOCK_RE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
-
-
-def extract_code(text: str | None) -> str | None:
-    """The last fenced code block of ``text``, or ``text`` itself if it looks like bare code.
-
-    Example:
-        >>> extract_code("Here:\\n```python\\ndef f():\\n    return 1\\n```")
-        'def f():\\n    return 1\\n'
-        >>> extract_code("no code here") is None
-        True
-    """
-    if not text:
-        return None
-    blocks = _BLOCK_RE.findall(text)
-    if blocks:
-        return blocks[-1]
-    stripped = text.strip()
-    if stripped.startswith(("def ", "import ", "from ", "class ")):
-        return stripped + "\n"
-    return None
 
 
 @cache

@@ -4,8 +4,11 @@ Each episode draws a task template (statistics of a CSV, the busiest path of a w
 hidden in a directory tree, a file to transform...) and generates its data files from the seed
 into the episode's own sandbox. The model gets four tools acting in that sandbox, ``run_python``,
 ``run_shell``, ``write_file`` and ``read_file``, plus ``submit(answer)``. The episode ends when it
-submits (or replies without a tool call, which counts as its answer); the reward is 1.0 for a
-correct answer (for transform tasks: the file it had to write is right) and 0.0 otherwise.
+submits (or replies without a tool call: the answer it marks, ``envkit.parsing.extract_answer``,
+or else its whole text, is its answer); the reward is 1.0 for a
+correct answer (for transform tasks: the file it had to write is right) and 0.0 otherwise. The
+step info's ``submitted`` is the model's answer; the task's ``reference`` (copied to
+``Trajectory.reference``) is the expected answer (``None`` for transform tasks).
 
 Example:
     >>> import envkit
@@ -17,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +28,7 @@ from envkit.environments.tool_tasks import TEMPLATES, ToolTask, check_answer
 from envkit.sandbox.result import ExecResult
 
 from envkit.env import Feedback, Task
+from envkit.parsing import extract_answer
 from envkit.tools import ToolBox, tool
 from envkit.types import Message
 
@@ -37,7 +40,6 @@ SYSTEM_PROMPT = (
     "inspect them and compute the answer; do not guess. When you know the answer, call "
     "submit(answer)."
 )
-_ANSWER_RE = re.compile(r"(?i)answer\s*(?:is)?\s*[:=]?\s*(.+)")
 
 
 def format_exec(result: ExecResult, limit: int = 6000) -> str:
@@ -196,6 +198,7 @@ class PythonToolsEnv(SandboxedEnv):
             id=f"{name}-{int(self.np_random.integers(1 << 30))}",
             answer=t,
             info={"template": name},
+            reference=None if t.kind.startswith("file_") else t.answer,
         )
 
     def reset(
@@ -208,7 +211,7 @@ class PythonToolsEnv(SandboxedEnv):
 
     def _grade(self, answer: str) -> Feedback:
         ok, why = check_answer(self.tool_task, answer, self.sandbox().read_file)
-        info = {"correct": ok, "answer": answer[:200], "template": self.tool_task.template}
+        info = {"correct": ok, "submitted": answer[:200], "template": self.tool_task.template}
         if why:
             info["why"] = why
         return Feedback(reward=float(ok), done=True, info=info)
@@ -222,5 +225,4 @@ class PythonToolsEnv(SandboxedEnv):
 
     def respond(self, message: Message) -> Feedback:
         text = (message.content or "").strip()
-        matches = _ANSWER_RE.findall(text)
-        return self._grade(matches[-1].strip() if matches else text)
+        return self._grade(extract_answer(text) or text)

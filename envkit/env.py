@@ -57,12 +57,16 @@ class Task:
         id: A stable identifier of the task (defaults to ``"seed-<seed>"``).
         answer: The reference answer, private to the env (never shown to the model).
         info: JSON-serializable facts about the task, returned in ``reset``'s info.
+        reference: The reference answer rewards compare against (JSON: a string, number, list
+            ...; ``None``: none). A rollout copies it to ``Trajectory.reference``; the env's
+            step info never sets it. ``answer`` stays the env's own (any object).
     """
 
     messages: Sequence[MessageLike]
     id: str | None = None
     answer: Any = None
     info: dict[str, Any] = field(default_factory=dict)
+    reference: Any = None
 
 
 @dataclass

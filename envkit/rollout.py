@@ -217,6 +217,7 @@ class _Runner:
         finally:
             traj.timings.env_s += time.perf_counter() - t
         traj.task_id = env.task.id if env.task is not None else None
+        traj.reference = _jsonable(env.task.reference) if env.task is not None else None
         tools = env.tool_schemas or None
         traj.tools = tools
         traj.messages = [Message.coerce(m) for m in obs]

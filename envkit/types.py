@@ -219,7 +219,12 @@ class Trajectory(_Model):
     reward_breakdown: dict[str, float | None] = Field(default_factory=dict)
     metrics: dict[str, JsonValue] = Field(default_factory=dict)
     info: dict[str, JsonValue] = Field(default_factory=dict)
-    """The last ``info`` the env returned (JSON values only)."""
+    """The last ``info`` the env returned (JSON values only). It describes what the *model* did
+    (an env may put the submitted answer here); rewards never read a reference from it."""
+    reference: JsonValue = None
+    """The task's reference answer (``Task.reference``, or a TRL dataset's ``answer`` column):
+    what answer-checking rewards (``exact_match``, ``numeric_match``) compare against. It comes
+    from the task, never from the env's step info; ``None`` when the task has none."""
     outcome: Outcome = "ok"
     error: str | None = None
     """The error text for every outcome other than ``ok``/``truncated``."""

@@ -4,7 +4,10 @@ A *per-trajectory* reward is ``fn(trajectory, **kwargs) -> float | None``; a *gr
 (``@reward(group=True)``) is ``fn(group) -> list[float | None]``. Both may be ``async``.
 ``None`` means "unknown / not applicable", never 0. The keyword arguments a per-trajectory reward
 declares are filled from, in order of precedence, the options bound with ``Reward.bind`` and the
-trajectory's ``info`` (where the env's last info and TRL dataset columns land).
+trajectory: a parameter named ``answer`` (the reference answer) from ``Trajectory.reference``
+only (the task's reference, or a TRL dataset's ``answer`` column), any other from the
+trajectory's ``info`` (the env's last info and the other TRL columns). ``info["answer"]`` is never
+read as the reference: an env may put the model's own answer there.
 
 ``@reward`` returns the function itself (so it stays a plain, testable function); the registry
 holds a ``Reward`` wrapper that ``get(name)`` returns.
@@ -56,6 +59,9 @@ __all__ = [
     "set_default_reward",
     "unregister",
 ]
+
+REFERENCE_PARAM = "answer"
+"""The reward parameter filled from ``Trajectory.reference`` (never from ``info``)."""
 
 ENTRY_POINT_GROUP = "envkit.rewards"
 """Entry-point group through which installed packages add rewards (name -> ``module:attr``)."""
@@ -200,10 +206,13 @@ class Reward:
         return f"Reward({self.name!r}, {kind}{opts})"
 
     def kwargs_for(self, trajectory: Trajectory) -> dict[str, Any]:
-        """The keyword arguments of a call on ``trajectory``: bound options over its info."""
-        info = trajectory.info
-        wanted = info if self._var_kw else (k for k in self._keywords if k in info)
-        kwargs = {k: info[k] for k in wanted if k != self._first}
+        """The keyword arguments of a call on ``trajectory``: bound options over its reference
+        (as ``answer``) and its info (every other parameter)."""
+        data = {k: v for k, v in trajectory.info.items() if k != REFERENCE_PARAM}
+        if trajectory.reference is not None:
+            data[REFERENCE_PARAM] = trajectory.reference
+        wanted = data if self._var_kw else (k for k in self._keywords if k in data)
+        kwargs = {k: data[k] for k in wanted if k != self._first}
         kwargs.update(self.options)
         return kwargs
 

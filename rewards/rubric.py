@@ -10,7 +10,7 @@ Example:
     >>> from envkit.types import Message, Trajectory, TrajectoryGroup
     >>> rubric = Rubric([("numeric_match", 0.8), ("regex_match", 0.2)],
     ...                 options={"regex_match": {"pattern": r"^\\d+$"}})
-    >>> traj = Trajectory(env_id="e", info={"answer": 56},
+    >>> traj = Trajectory(env_id="e", reference=56,
     ...                   messages=[Message(role="assistant", content="56")])
     >>> group = TrajectoryGroup(env_id="e", trajectories=[traj])
     >>> rubric.score_group_sync(group)

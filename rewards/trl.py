@@ -4,7 +4,8 @@ TRL calls a reward function with ``prompts``, ``completions``, ``completion_ids`
 dataset column as keyword lists (plus ``trainer_state``, ``log_metric``...), one row per
 completion, the ``num_generations`` completions of a prompt next to each other. The function
 ``to_trl`` returns turns each row into a ``Trajectory`` (the prompt's messages, then the
-completion; the row's dataset columns in ``info``, where rewards read e.g. ``answer``), groups
+completion; the ``answer`` column as ``Trajectory.reference``, the reference answer that
+``exact_match``/``numeric_match`` read; every other dataset column in ``info``), groups
 consecutive rows of the same prompt (or fixed ``group_size`` chunks) into ``TrajectoryGroup``\\ s
 so a judge sees each prompt's completions together, and returns one ``float | None`` per row
 (TRL ignores ``None``: a judge error never crashes training).
@@ -23,6 +24,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from envkit.rewards.registry import REFERENCE_PARAM
 from envkit.rewards.scoring import Scorer, as_scorer, ascore_groups
 
 from envkit.types import Message, ToolCall, Trajectory, TrajectoryGroup
@@ -141,6 +143,7 @@ class TRLReward:
                 Trajectory(
                     env_id=self.env_id,
                     messages=[*_messages(prompt, "user"), *_messages(completion, "assistant")],
+                    reference=info.pop(REFERENCE_PARAM, None),
                     info=info,
                 )
             )

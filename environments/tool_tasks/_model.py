@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
+from envkit.parsing import normalize_text, parse_number
 
 __all__ = ["TEMPLATES", "WORDS", "AnswerKind", "ToolTask", "check_answer", "pick", "template"]
 
@@ -107,33 +108,27 @@ def pick(rng: np.random.Generator, items: Any, size: int | None = None) -> Any:
     return [seq[int(i)] for i in rng.integers(len(seq), size=size)]
 
 
-_NUM_RE = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
-
-
-def _normalize(text: str) -> str:
-    text = text.strip().strip("`'\".").strip()
-    return re.sub(r"\s+", " ", text).lower()
-
-
 def check_answer(
     task: ToolTask, answer: str, read_file: Callable[[str], bytes]
 ) -> tuple[bool, str]:
     """Whether ``answer`` (or the file the task asked for) is right, and why not.
 
+    Numbers are read with ``envkit.parsing.parse_number`` (the last number of the answer),
+    texts compared after ``envkit.parsing.normalize_text``.
+
     ``read_file`` reads a file from the episode's sandbox (for transform tasks).
     """
     if task.kind in ("int", "float"):
-        numbers = _NUM_RE.findall(answer.replace(",", ""))
-        if not numbers:
+        value = parse_number(answer)
+        if value is None:
             return False, "the answer contains no number"
-        value = float(numbers[-1])
         if task.kind == "int":
             ok = value == int(task.answer)
         else:
             ok = math.isclose(value, float(task.answer), abs_tol=0.011)
         return ok, "" if ok else "wrong number"
     if task.kind == "str":
-        ok = _normalize(answer) == _normalize(str(task.answer))
+        ok = normalize_text(answer) == normalize_text(str(task.answer))
         return ok, "" if ok else "wrong answer"
     assert task.output_path is not None
     try:

@@ -1,8 +1,10 @@
 """Answer-checking rewards: exact match and numeric match against a reference answer.
 
 The reference comes from the ``answer`` keyword: bound with ``Reward.bind(answer=...)``, or
-filled from the trajectory's ``info["answer"]`` (a TRL dataset column named ``answer`` lands
-there). A missing reference is an error (recorded, value ``None``), not a 0.
+filled from ``Trajectory.reference`` (the task's ``reference``; a TRL dataset column named
+``answer`` lands there), never from the env's step ``info``. A missing reference is an error
+(recorded, value ``None``), not a 0; so is a ``numeric_match`` reference that is not one number.
+The model's answer is read with ``envkit.parsing`` (``extract_answer``, ``parse_number``).
 
 Example:
     >>> from envkit.types import Message, Trajectory
@@ -21,13 +23,8 @@ import math
 from collections.abc import Sequence
 
 from envkit.rewards.registry import reward
-from envkit.rewards.verifiable._text import (
-    extract_answer,
-    final_response,
-    normalize_text,
-    parse_number,
-)
 
+from envkit.parsing import as_number, extract_answer, final_response, normalize_text, parse_number
 from envkit.types import Trajectory
 
 __all__ = ["exact_match", "numeric_match"]
@@ -36,8 +33,9 @@ __all__ = ["exact_match", "numeric_match"]
 def _need(answer: object, name: str) -> None:
     if answer is None:
         raise ValueError(
-            f"{name} needs the reference answer: bind it (get({name!r}).bind(answer=...)) or "
-            "put it in the trajectory's info['answer'] (a TRL dataset column 'answer' does that)"
+            f"{name} needs the reference answer: bind it (get({name!r}).bind(answer=...)), give "
+            "the task a reference (Task(reference=...) -> Trajectory.reference), or pass a TRL "
+            "dataset column 'answer'"
         )
 
 
@@ -92,12 +90,13 @@ def numeric_match(
 
     Args:
         trajectory: The episode.
-        answer: The reference number (or text holding one).
+        answer: The reference number (or a text that is one number: ``"1,234"``, ``"3/4"``).
         rel_tol: Relative tolerance (``math.isclose``).
         abs_tol: Absolute tolerance.
 
     Raises:
-        ValueError: no reference answer, or one that holds no number.
+        ValueError: no reference answer, or one that is not a single finite number (``"9 + 4"``
+            is not; see ``envkit.parsing.as_number``).
 
     Example:
         >>> from envkit.types import Message, Trajectory
@@ -107,9 +106,12 @@ def numeric_match(
         1.0
     """
     _need(answer, "numeric_match")
-    ref = float(answer) if isinstance(answer, (int, float)) else parse_number(str(answer))
+    ref = as_number(answer)
     if ref is None or not math.isfinite(ref):
-        raise ValueError(f"numeric_match: the reference answer {answer!r} is not a finite number")
+        raise ValueError(
+            f"numeric_match: the reference answer {answer!r} is not one finite number; "
+            "numeric_match does not apply to this task (use exact_match or the env's reward)"
+        )
     text = final_response(trajectory)
     extracted = extract_answer(text)
     got = parse_number(extracted) if extracted is not None else None

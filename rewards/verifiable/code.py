@@ -1,8 +1,9 @@
 """``code_tests``: the fraction of unit tests the model's code passes, run in an envkit sandbox.
 
-The code is the last fenced code block of the final response (or the whole response when there
-is none); it is written to ``solution.py`` in a fresh directory of the sandbox, and each test (a
-Python snippet such as ``assert add(2, 3) == 5``) runs in its own process after
+The code is the final response's last Python code block, or the whole response when it is bare
+Python code (``envkit.parsing.extract_code``); a response without code scores 0.0. It is
+written to ``solution.py`` in a fresh directory of the sandbox, and each test (a Python snippet
+such as ``assert add(2, 3) == 5``) runs in its own process after
 ``from solution import *``. A test passes when its process exits 0 *and* prints a random nonce
 after the test, so a solution that exits early (``os._exit(0)`` at import) passes nothing.
 This is a guard against cheap exit-code forgery, not a proof against code written to defeat this
@@ -20,20 +21,17 @@ Example:
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
 from envkit.rewards.registry import reward
-from envkit.rewards.verifiable._text import final_response
 
+from envkit.parsing import extract_code, final_response
 from envkit.types import Trajectory
 
-__all__ = ["code_tests", "extract_code"]
-
-_BLOCK = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.S)
+__all__ = ["code_tests"]
 
 _RUNNER = r"""
 import json, os, subprocess, sys
@@ -53,20 +51,6 @@ for i, test in enumerate(spec["tests"]):
         ok, err = False, "timed out"
     print(json.dumps({"i": i, "ok": ok, "error": err[-300:]}), flush=True)
 """
-
-
-def extract_code(text: str, language: str = "python") -> str:
-    """The last fenced code block of ``text`` in ``language`` (or untagged); else ``text``.
-
-    Example:
-        >>> extract_code("Here:\\n```python\\nx = 1\\n```\\nand\\n```\\ny = 2\\n```")
-        'y = 2\\n'
-    """
-    blocks = [(lang.lower(), body) for lang, body in _BLOCK.findall(text)]
-    wanted = [body for lang, body in blocks if lang in ("", language, language[:2])]
-    if wanted:
-        return wanted[-1]
-    return blocks[-1][1] if blocks else text
 
 
 @reward(name="code_tests")
@@ -97,6 +81,8 @@ async def code_tests(
             "info['tests']"
         )
     code = extract_code(final_response(trajectory))
+    if code is None:
+        return 0.0  # no code passes no test
     nonce = secrets.token_hex(16)
     workdir = f"envkit_check_{secrets.token_hex(6)}"
     spec = {"tests": list(tests), "nonce": nonce, "dir": workdir, "timeout": timeout_s}

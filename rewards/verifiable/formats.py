@@ -17,8 +17,8 @@ import re
 from typing import Any, Literal
 
 from envkit.rewards.registry import reward
-from envkit.rewards.verifiable._text import final_response
 
+from envkit.parsing import final_response
 from envkit.types import Trajectory
 
 __all__ = ["json_valid", "regex_match"]

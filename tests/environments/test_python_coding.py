@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from envkit.environments.coding_tasks import TASKS, CodingTask, get_task, outputs_equal
-from envkit.environments.python_coding import PythonCodingEnv, extract_code
+from envkit.environments.python_coding import PythonCodingEnv
 from envkit.sandbox.pool import SandboxPool
 
 import envkit
@@ -51,12 +51,6 @@ def test_reference_passes_its_cases_on_the_host(task: CodingTask) -> None:
     for case in [*task.examples, *task.hidden]:
         got = json.loads(json.dumps(fn(*copy.deepcopy(case.args))))
         assert outputs_equal(got, case.expected), (task.call_text(case), got, case.expected)
-
-
-def test_extract_code() -> None:
-    assert extract_code("```py\nx = 1\n```\ntext\n```python\ny = 2\n```") == "y = 2\n"
-    assert extract_code("def f():\n    return 1") == "def f():\n    return 1\n"
-    assert extract_code("I don't know") is None and extract_code(None) is None
 
 
 # ------------------------------------------------------------------ in the sandbox

@@ -6,7 +6,6 @@ import os
 
 import pytest
 from envkit.rewards import get, score_groups
-from envkit.rewards.verifiable import extract_code
 
 from envkit.types import Message, Trajectory, TrajectoryGroup
 
@@ -67,9 +66,3 @@ def test_own_sandbox_is_started_and_removed() -> None:
     assert r.score_trajectory_sync(traj) == 1.0
     after = {c.id for c in client.containers.list(all=True, filters=mine)}
     assert after <= before  # no leaked container
-
-
-def test_extract_code() -> None:
-    assert extract_code("```py\nx = 1\n```") == "x = 1\n"
-    assert extract_code("```js\nlet x\n```\n```python\ny = 2\n```") == "y = 2\n"
-    assert extract_code("print(1)") == "print(1)"

@@ -353,14 +353,14 @@ def test_judge_and_verifiable_reward_in_one_rubric(server: ScriptedOpenAIServer)
     server.responder = ruler_responder(score_of_answer)
     judge = judge_for(server)
     rubric = Rubric([(judge, 0.5), ("numeric_match", 0.5)])
-    g = group(*ANSWERS, info={"answer": 391})
+    g = group(*ANSWERS, reference=391)
     # "391, computed as 17*23." ends with 23: numeric_match reads the last number
     assert rubric.score_group_sync(g) == [1.0, 0.15, 0.5, 0.15]
     assert g[1].reward_breakdown == {"judge": 0.3, "numeric_match": 0.0}
     assert len(server.requests) == 1
     # a judge failure makes the whole group unknown, the verifiable part stays visible
     server.responder = lambda req: Reply(status=500)
-    g2 = group(*ANSWERS, info={"answer": 391})
+    g2 = group(*ANSWERS, reference=391)
     rubric2 = Rubric([(judge.bind(max_retries=0), 0.5), ("numeric_match", 0.5)])
     assert rubric2.score_group_sync(g2) == [None] * 4
     assert g2.outcome == "judge_error" and (g2.error or "").startswith("judge: ")

@@ -94,7 +94,7 @@ def test_bad_reward_functions_are_rejected_early() -> None:
         Reward(lambda t: 1.0, name="x", timeout_s=0)
 
 
-def test_kwargs_come_from_bound_options_over_trajectory_info() -> None:
+def test_kwargs_come_from_bound_options_over_the_reference_and_info() -> None:
     seen: list[dict] = []
 
     def check(trajectory, answer=None, *, strict: bool = False) -> float:
@@ -102,10 +102,23 @@ def test_kwargs_come_from_bound_options_over_trajectory_info() -> None:
         return 1.0
 
     r = Reward(check)
-    r.score_trajectory_sync(trajectory("x", info={"answer": 391, "other": 1}))
-    r.bind(answer=5, strict=True).score_trajectory_sync(trajectory("x", info={"answer": 391}))
-    assert seen == [{"answer": 391, "strict": False}, {"answer": 5, "strict": True}]
+    r.score_trajectory_sync(trajectory("x", reference=391, info={"strict": True, "other": 1}))
+    r.bind(answer=5, strict=False).score_trajectory_sync(trajectory("x", reference=391))
+    assert seen == [{"answer": 391, "strict": True}, {"answer": 5, "strict": False}]
     assert r.options == {}  # bind made a copy
+
+
+def test_info_answer_is_never_the_reference() -> None:
+    """An env's step info may hold the model's own answer; it must not become the reference."""
+    seen: list[object] = []
+
+    def check(trajectory, answer=None) -> float:
+        seen.append(answer)
+        return 1.0
+
+    Reward(check).score_trajectory_sync(trajectory("x", info={"answer": "1 + 1"}))
+    Reward(check).score_trajectory_sync(trajectory("x", reference=7, info={"answer": "1 + 1"}))
+    assert seen == [None, 7]
 
 
 def test_var_kwargs_reward_gets_all_info() -> None:
@@ -115,8 +128,9 @@ def test_var_kwargs_reward_gets_all_info() -> None:
         got.update(kwargs)
         return 0.5
 
-    Reward(anything).bind(extra=1).score_trajectory_sync(trajectory("x", info={"answer": "a"}))
-    assert got == {"answer": "a", "extra": 1}
+    t = trajectory("x", reference="a", info={"answer": "not me", "k": 2})
+    Reward(anything).bind(extra=1).score_trajectory_sync(t)
+    assert got == {"answer": "a", "k": 2, "extra": 1}
 
 
 @pytest.mark.parametrize(

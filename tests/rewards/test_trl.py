@@ -37,7 +37,7 @@ def test_standard_format_with_dataset_columns() -> None:
     )
     assert rewards == [1.0, 0.0, 1.0, 1.0]
     assert [len(g) for g in fn.last_groups] == [2, 2]
-    assert fn.last_groups[0][0].info == {"answer": 2}
+    assert fn.last_groups[0][0].reference == 2 and fn.last_groups[0][0].info == {}
     assert fn.last_groups[1][1].group_index == 1
 
 

@@ -6,11 +6,9 @@ import pytest
 from envkit.rewards import get, score_groups
 from envkit.rewards.verifiable import (
     exact_match,
-    extract_answer,
     json_valid,
     length_penalty,
     numeric_match,
-    parse_number,
     regex_match,
     tool_calls_valid,
 )
@@ -30,50 +28,6 @@ def said(*contents: str, **kw) -> Trajectory:
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("So \\boxed{42}.", "42"),
-        ("\\boxed{3} and later \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
-        ("\\boxed{3} then finally \\boxed{4}", "4"),
-        ("<answer>\n Paris \n</answer>", "Paris"),
-        ("<ANSWER>a</ANSWER> <answer>b</answer>", "b"),
-        ("steps...\n#### 72", "72"),
-        ("The final answer is 12.", "12"),
-        ("Answer: **blue**", "blue"),
-        ("answer = 7", "7"),
-        ("nothing marked", None),
-        ("", None),
-        ("\\boxed{unclosed", None),
-    ],
-)
-def test_extract_answer(text: str, expected: str | None) -> None:
-    assert extract_answer(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("42", 42.0),
-        ("-3.5", -3.5),
-        ("−7", -7.0),
-        ("1,234,567", 1234567.0),
-        ("1e-3", 0.001),
-        ("3/4", 0.75),
-        ("\\frac{3}{8}", 0.375),
-        ("\\dfrac{1}{4}", 0.25),
-        ("first 3 then 5", 5.0),
-        ("50%", 50.0),
-        ("$12.50", 12.5),
-        ("1/0", 0.0),
-        ("no digits", None),
-        (None, None),
-    ],
-)
-def test_parse_number(text: str | None, expected: float | None) -> None:
-    assert parse_number(text) == expected
-
-
-@pytest.mark.parametrize(
     ("content", "answer", "kwargs", "expected"),
     [
         ("The answer is 391.", 391, {}, 1.0),
@@ -84,7 +38,9 @@ def test_parse_number(text: str | None, expected: float | None) -> None:
         ("approximately 3.1416", 3.14159, {}, 0.0),
         ("\\boxed{\\frac{1}{2}}", 0.5, {}, 1.0),
         ("no number at all", 391, {}, 0.0),
-        ("17*23 = 391", "three hundred ninety-one: 391", {}, 1.0),
+        ("17*23 = 391", "391.", {}, 1.0),
+        ("9-4", 4, {}, 1.0),  # a minus after a digit is subtraction: the number is 4, not -4
+        ("9-4", -4, {}, 0.0),
     ],
 )
 def test_numeric_match(content: str, answer, kwargs: dict, expected: float) -> None:
@@ -128,9 +84,9 @@ def test_missing_reference_is_an_error_not_zero(name: str) -> None:
     assert "needs the reference answer" in g[0].metrics["reward_errors"][name]
 
 
-def test_reference_from_info_and_bound_option() -> None:
+def test_reference_from_trajectory_and_bound_option() -> None:
     g = TrajectoryGroup(
-        env_id="e", trajectories=[said("391", info={"answer": 391}), said("5", info={"answer": 5})]
+        env_id="e", trajectories=[said("391", reference=391), said("5", reference=5)]
     )
     score_groups(g, "numeric_match")
     assert g.rewards == [1.0, 1.0]
@@ -138,9 +94,21 @@ def test_reference_from_info_and_bound_option() -> None:
     assert g.rewards == [1.0, 0.0]
 
 
-def test_bad_reference_is_an_error() -> None:
-    with pytest.raises(ValueError, match="not a finite number"):
-        numeric_match(said("1"), answer="no number")
+@pytest.mark.parametrize("name", ["numeric_match", "exact_match"])
+def test_the_submitted_answer_in_info_is_not_a_reference(name: str) -> None:
+    """The old lie: an env put the model's answer in info["answer"], read as the reference."""
+    g = TrajectoryGroup(
+        env_id="e", trajectories=[said("<answer>1 + 1</answer>", info={"answer": "1 + 1"})]
+    )
+    score_groups(g, name)
+    assert g.rewards == [None]
+    assert "needs the reference answer" in g[0].metrics["reward_errors"][name]
+
+
+@pytest.mark.parametrize("reference", ["no number", "three hundred ninety-one: 391", "9 + 4"])
+def test_a_reference_that_is_not_one_number_is_an_error(reference: str) -> None:
+    with pytest.raises(ValueError, match="not one finite number"):
+        numeric_match(said("391 4"), answer=reference)
 
 
 @pytest.mark.parametrize(
