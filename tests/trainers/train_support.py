@@ -44,6 +44,177 @@ def make_trainer(out: Path, **overrides: Any) -> Any:
     )
 
 
+# ---------------------------------------------------------------------- one gradient step
+# The loss tests compare the gradient of one real optimizer step of envkit's backend with the one
+# of plain ``trl.GRPOTrainer`` on the same fixed batch. The model is the tiny random Qwen2 in
+# float64 with a LoRA adapter whose A and B are both random (peft's default B=0 would leave the A
+# gradients zero), so every adapter weight gets a gradient and the comparison can be tight.
+
+
+def gradient_capture() -> Any:
+    """A ``TrainerCallback`` whose ``grads`` are the trainable parameters' gradients of the last
+    optimizer step, copied just before the update (after accumulation, clipping off)."""
+    from transformers import TrainerCallback
+
+    class GradientCapture(TrainerCallback):
+        def __init__(self) -> None:
+            self.grads: dict[str, Any] = {}
+
+        def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.grads = {
+                name: p.grad.detach().clone()
+                for name, p in kw["model"].named_parameters()
+                if p.requires_grad and p.grad is not None
+            }
+
+    return GradientCapture()
+
+
+_LORA_MODEL: dict[str, Any] = {}
+
+
+def lora_model() -> tuple[Any, Any]:
+    """A fresh copy of the float64 tiny random model with a random-init LoRA adapter, and its
+    tokenizer (every call returns identical weights)."""
+    import copy
+
+    import peft
+    import torch
+
+    from envkit.models import load_model
+
+    if not _LORA_MODEL:
+        model, tok = load_model("tiny-random")
+        model = model.to(torch.float64)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1234)
+            config = peft.LoraConfig(
+                r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False
+            )
+            _LORA_MODEL["model"] = peft.get_peft_model(model, config)
+        _LORA_MODEL["tok"] = tok
+    return copy.deepcopy(_LORA_MODEL["model"]), _LORA_MODEL["tok"]
+
+
+def one_step_args(
+    out: Path,
+    *,
+    rows: int,
+    group_size: int,
+    micro_batches: int,
+    loss_type: str,
+    max_completion_length: int = 32,
+) -> Any:
+    """``trl.GRPOConfig`` for one optimizer step on ``rows`` sequences (as envkit's
+    ``_trl_args`` sets it up: one generation per step, ``micro_batches`` accumulation steps),
+    without gradient clipping so gradients can be compared as they are."""
+    import trl
+    from envkit.trainers._compat import checkpointing_args
+
+    return trl.GRPOConfig(
+        output_dir=str(out),
+        max_steps=1,
+        learning_rate=1e-3,
+        per_device_train_batch_size=rows // micro_batches,
+        gradient_accumulation_steps=micro_batches,
+        num_generations=group_size,
+        max_completion_length=max_completion_length,
+        loss_type=loss_type,
+        beta=0.0,
+        max_grad_norm=0.0,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        log_level="error",
+        shuffle_dataset=False,
+        remove_unused_columns=False,
+        seed=0,
+        **checkpointing_args(False),  # as envkit's default
+    )
+
+
+def one_step(
+    kind: str,
+    rollout: dict[str, Any],
+    out: Path,
+    *,
+    group_size: int,
+    micro_batches: int = 1,
+    loss_type: str = "dapo",
+    drop_zero_signal: bool = True,
+    callbacks: list[Any] = (),  # type: ignore[assignment]
+    setup: Any = None,
+) -> dict[str, Any]:
+    """Runs one real training step on the fixed ``rollout`` and returns the parameter gradients.
+
+    Args:
+        kind: ``"envkit"`` (``TRLBackend``: drop, trim, split) or ``"trl"`` (plain
+            ``trl.GRPOTrainer`` with the same rollout through ``rollout_func``).
+        rollout: TRL's rollout dict (prompt_ids, completion_ids, logprobs, env_mask and the
+            ``envkit_reward`` that ``passthrough_reward`` hands to TRL's advantage computation).
+        out: Scratch output folder.
+        group_size: TRL's ``num_generations``.
+        micro_batches: Gradient accumulation steps.
+        loss_type: TRL's ``loss_type``.
+        drop_zero_signal: envkit's switch (ignored for ``"trl"``).
+        callbacks: Extra ``TrainerCallback`` objects.
+        setup: Called with the trainer before ``train()`` (to attach observers).
+    """
+    import copy
+    import os
+
+    import trl
+    from datasets import Dataset
+    from envkit.trainers.backend import TRLBackend, passthrough_reward
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    rows = len(rollout["completion_ids"])
+    model, tok = lora_model()
+    capture = gradient_capture()
+    dataset = Dataset.from_dict(
+        {
+            "prompt": [f"task {i // group_size}" for i in range(rows)],
+            "envkit_seed": list(range(rows)),
+        }
+    )
+    common = dict(
+        model=model,
+        args=one_step_args(
+            out / kind,
+            rows=rows,
+            group_size=group_size,
+            micro_batches=micro_batches,
+            loss_type=loss_type,
+        ),
+        train_dataset=dataset,
+        processing_class=tok,
+        callbacks=[capture, *callbacks],
+    )
+    if kind == "trl":
+        trainer = trl.GRPOTrainer(
+            reward_funcs=[passthrough_reward],
+            rollout_func=lambda prompts, _trainer: copy.deepcopy(rollout),
+            **common,
+        )
+    elif kind == "envkit":
+        trainer = TRLBackend(
+            episodes=lambda inputs, _trainer: copy.deepcopy(rollout),
+            drop_zero_signal=drop_zero_signal,
+            **common,
+        )
+    else:
+        raise ValueError(f"kind must be 'envkit' or 'trl', got {kind!r}")
+    if setup is not None:
+        setup(trainer)
+    trainer.train()
+    assert capture.grads, "no gradient was captured: the step did not reach the optimizer"
+    return capture.grads
+
+
 def main() -> None:
     """``python train_support.py OUT HANG_AT_STEP``: train, and hang when step HANG_AT begins."""
     from transformers import TrainerCallback
