@@ -1,22 +1,34 @@
 # ruff: noqa: UP031, SIM105 - runs inside the sandbox on any Python 3; no contextlib (startup time)
-"""envkit's in-sandbox supervisor: runs one operation inside a sandbox and reports it as JSON.
+"""envkit's in-sandbox supervisor: runs one operation inside a sandbox and reports it.
 
 This file is executed *inside* the sandbox as ``python3 -I -S -c <source>`` (stdlib only, Python
 3.7+, no envkit imports). The host writes a request on its stdin: a 4-byte big-endian length, that
-many bytes of JSON spec, then a payload (the command's stdin, or file contents). The supervisor
-writes one JSON reply on stdout. Operations:
+many bytes of spec, then a payload (the command's stdin, or file contents). The supervisor writes
+one reply on stdout. Operations:
 
-* ``run``: runs ``argv`` in a new session with stdin = the rest of the payload, drains its stdout
-  and stderr (keeping the head and tail up to ``cap`` bytes each), and on ``timeout`` kills its
-  whole process tree: its process group, its session and every process that inherited its
-  ``ENVKIT_EXEC_ID`` (so ``setsid`` escapes are caught too).
-* ``put`` / ``get``: write files from the payload / read one file.
-* ``scrub``: kill every process of this uid and empty the writable directories (a clean sandbox
-  for the next episode); ``killall`` does only the first part.
+* ``run``: runs ``argv`` in a new session with stdin = the payload, drains its stdout and stderr
+  (keeping the head and tail up to ``cap`` bytes each), and on ``timeout`` kills every process
+  the command started: the supervisor is their *child subreaper*, so ``setsid``, double forks and
+  ``env -i`` cannot leave its process tree.
+* ``put`` / ``get``: write files from the payload (streamed) / read one file, as the sandbox
+  user, never following a final symlink, refusing ``/proc``, ``/sys``, ``/dev`` and anything but
+  regular files (a FIFO never blocks, a forged reply cannot be written into the reply stream).
+* ``scrub``: kill every process of the sandbox user, restore the work dir's mode and empty the
+  writable directories; the reply says whether it could prove them empty. ``killall`` does only
+  the first part.
 * ``serve``: stay up and run requests one after another, each framed on stdin as an 8-byte header
   (spec length, payload length) + spec + payload, each answered on stdout as a 4-byte length +
-  reply. Every request runs in a forked child; a request whose child dies gets an error reply.
-  One ``docker exec`` then carries many commands, which saves its ~50 ms per command.
+  reply. Every request runs in a forked child (``killall`` runs in place, so it works even when
+  no process can be forked). One ``docker exec`` then carries many commands.
+
+**Privileges.** Started as root (the Docker backend: a container without capabilities but
+SETUID, SETGID, SETPCAP and KILL), the supervisor runs the command and every file operation as
+the sandbox user (``uid``/``gid`` of the spec) after emptying the capability bounding set, so the
+command can neither signal, trace nor read its supervisor. Started as the sandbox user (the
+bubblewrap backend) it runs everything as that user and makes itself non-dumpable. Either way a
+seccomp filter stacked on the backend's denies ``io_uring_setup/enter/register``, and the
+command runs at a lower CPU priority than its supervisor, so a timeout is enforced under CPU
+starvation.
 
 Startup time is the cost of every command, so only builtin modules are imported: the spec comes
 as ``marshal`` data (the host is trusted) and the reply is a small text header followed by raw
@@ -27,11 +39,12 @@ output bytes (the host parses it strictly, it is not trusted)::
     <blank line>
     <stdout bytes><stderr bytes>   (lengths given by out_len / err_len)
 
-The supervisor makes itself non-dumpable so the command (same uid) cannot read its memory or file
-descriptors, and raises the command's OOM score so the kernel kills the command first.
+Every reply echoes the request's random ``rid``, so the host can tell it from bytes forged into
+the stream.
 """
 
 import _signal as signal  # the `signal` wrapper imports enum: 5-10 ms of startup
+import _stat
 import marshal
 import os
 import select
@@ -40,12 +53,20 @@ import time
 
 MARK = "ENVKIT_EXEC_ID"
 GRACE = 0.05  # seconds to keep reading after the command exited while its pipes stay open
+CHUNK = 1 << 20
+COMMAND_NICE = 10  # the command's CPU weight is ~10x below its supervisor's
+PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER = 4, 24, 22, 36
+PR_SET_NO_NEW_PRIVS = 38
+DENIED_SYSCALLS = (425, 427)  # io_uring_setup, io_uring_enter, io_uring_register (every arch)
+FILE_OPS_REFUSE = ("/proc", "/sys", "/dev")
+FILE_OPS_ALLOW = ("/dev/shm",)
 
 
+# ---------------------------------------------------------------------------------- low level
 def _read_exact(fd, n):
     buf = bytearray()
     while len(buf) < n:
-        chunk = os.read(fd, min(n - len(buf), 1 << 20))
+        chunk = os.read(fd, min(n - len(buf), CHUNK))
         if not chunk:
             raise EOFError("request ended early")
         buf += chunk
@@ -71,6 +92,25 @@ def _fork():
     return os.fork()
 
 
+_PRCTL = []
+
+
+def _prctl(*args):
+    """prctl(2) through the bare _ctypes module (`import ctypes` costs 5 ms); -1 if unavailable.
+
+    Ints are passed as C ints, bytes as pointers to their buffer.
+    """
+    try:
+        import _ctypes
+
+        if not _PRCTL:
+            _PRCTL.append(_ctypes.dlsym(_ctypes.dlopen(None, 2), "prctl"))
+        args = tuple(args) + (0,) * (5 - len(args))
+        return _ctypes.call_function(_PRCTL[0], args)
+    except Exception:
+        return -1
+
+
 def _set_oom_adj(value):
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
@@ -80,18 +120,60 @@ def _set_oom_adj(value):
 
 
 def _set_dumpable(flag):
-    # prctl(PR_SET_DUMPABLE, flag) through the bare _ctypes module: `import ctypes` costs 5 ms.
-    try:
-        import _ctypes
-
-        prctl = _ctypes.dlsym(_ctypes.dlopen(None, 2), "prctl")
-        _ctypes.call_function(prctl, (4, flag, 0, 0, 0))
-    except Exception:
-        pass
+    _prctl(PR_SET_DUMPABLE, flag)
 
 
-def _non_dumpable():
-    _set_dumpable(0)
+def _deny_syscalls():
+    """Stacks a seccomp filter that makes io_uring_* fail with EPERM (inherited by every child).
+
+    The backend's own filter (Docker's default profile) stays in force: filters only add up.
+    """
+    lo, hi = DENIED_SYSCALLS
+    order = sys.byteorder
+
+    def insn(code, jt, jf, k):
+        return code.to_bytes(2, order) + bytes((jt, jf)) + k.to_bytes(4, order)
+
+    prog = b"".join(
+        (
+            insn(0x20, 0, 0, 0),  # A = seccomp_data.nr
+            insn(0x54, 0, 0, 0xBFFFFFFF),  # A &= ~__X32_SYSCALL_BIT
+            insn(0x35, 0, 2, lo),  # if A >= lo: next, else allow
+            insn(0x25, 1, 0, hi),  # if A > hi: allow, else deny
+            insn(0x06, 0, 0, 0x00050000 | 1),  # SECCOMP_RET_ERRNO | EPERM
+            insn(0x06, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
+        )
+    )
+    # struct sock_fprog {unsigned short len; struct sock_filter *filter;}: the address of the
+    # bytes' buffer in CPython is id() + the header size of a bytes object.
+    addr = id(prog) + sys.getsizeof(b"") - 1
+    ptr = 8 if sys.maxsize > 2**32 else 4
+    fprog = (6).to_bytes(2, order) + bytes(ptr - 2) + addr.to_bytes(ptr, order)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    ok = _prctl(PR_SET_SECCOMP, 2, fprog) == 0
+    del prog  # alive until here: the kernel copied the program
+    return ok
+
+
+def _drop_privileges(spec):
+    """As root: become the sandbox user for good (no capabilities, empty bounding set).
+
+    Does nothing when already running as the sandbox user. Raises if it cannot: nothing a user
+    asked for ever runs as root.
+    """
+    if os.getuid() != 0:
+        return
+    uid, gid = int(spec.get("uid", -1)), int(spec.get("gid", -1))
+    if uid <= 0 or gid < 0:
+        raise PermissionError("refusing to run as root: the request names no sandbox uid")
+    for cap in range(64):
+        if _prctl(PR_CAPBSET_DROP, cap) != 0 and cap > 40:
+            break
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise PermissionError("could not drop privileges to uid %d" % uid)
 
 
 def _oom_count():
@@ -137,8 +219,9 @@ class Capture:
         return bytes(self.head) + b"\n[... %d bytes cut by envkit ...]\n" % cut + tail
 
 
+# ---------------------------------------------------------------------------------- processes
 def _procs():
-    """(pid, uid, state, pgrp, sid) of every visible process."""
+    """(pid, ppid, state, pgrp, sid) of every visible process."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -146,12 +229,24 @@ def _procs():
         try:
             with open("/proc/%s/stat" % entry, "rb") as f:
                 stat = f.read()
-            uid = os.stat("/proc/" + entry).st_uid
         except OSError:
             continue
         fields = stat[stat.rindex(b")") + 2 :].split()
-        out.append((int(entry), uid, fields[0], int(fields[2]), int(fields[3])))
+        out.append((int(entry), int(fields[1]), fields[0], int(fields[2]), int(fields[3])))
     return out
+
+
+def _real_uids(pid):
+    """The real, effective and saved uids of ``pid`` (from status: readable even when the
+    process made itself non-dumpable), or () if it is gone."""
+    try:
+        with open("/proc/%d/status" % pid, "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    return tuple(int(x) for x in line.split()[1:4])
+    except (OSError, ValueError):
+        pass
+    return ()
 
 
 def _has_mark(pid, mark):
@@ -162,78 +257,128 @@ def _has_mark(pid, mark):
         return False
 
 
+def _stop_then_kill(pids):
+    """SIGSTOPs every pid (so none can fork meanwhile), then SIGKILLs them; returns how many."""
+    hits = 0
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                hits += sig == signal.SIGKILL
+            except OSError:
+                pass
+    return hits
+
+
+def _reap():
+    """Collects every exited child (the subreaper inherits the command's orphans)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if not pid:
+            return
+
+
 def kill_tree(leader, exec_id):
-    """SIGKILLs the process group and session of ``leader`` and every process with its mark."""
+    """SIGKILLs every descendant of this (subreaper) process, plus the process group, session
+    and marked processes of ``leader``, until none is left."""
     mark = ("%s=%s" % (MARK, exec_id)).encode()
     me = os.getpid()
-    for _ in range(50):
-        hits = 0
+    for _ in range(200):
         try:
             os.killpg(leader, signal.SIGKILL)
         except OSError:
             pass
-        for pid, _uid, state, pgrp, sid in _procs():
-            if pid in (me, 1) or state == b"Z":
-                continue
-            if pgrp == leader or sid == leader or _has_mark(pid, mark):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    hits += 1
-                except OSError:
-                    pass
-        if not hits:
+        procs = [p for p in _procs() if p[2] != b"Z" and p[0] not in (me, 1)]
+        children = {}
+        for pid, ppid, _state, _pgrp, _sid in procs:
+            children.setdefault(ppid, []).append(pid)
+        victims, todo = set(), [me]
+        while todo:
+            for child in children.get(todo.pop(), ()):
+                if child not in victims:
+                    victims.add(child)
+                    todo.append(child)
+        for pid, _ppid, _state, pgrp, sid in procs:
+            if pgrp == leader or sid == leader or (pid not in victims and _has_mark(pid, mark)):
+                victims.add(pid)
+        if not victims:
             return
-        time.sleep(0.01)
+        _stop_then_kill(victims)
+        _reap()
+        time.sleep(0.005)
 
 
-def op_run(spec):
-    argv = spec["argv"]
-    timeout = float(spec["timeout"])
-    cap = int(spec["cap"])
-    exec_id = spec["id"]
+def _user_procs(uid, spare=()):
+    """Live processes of ``uid`` (any of real/effective/saved), but ourselves, init and spare."""
+    me = os.getpid()
+    out = []
+    for pid, _ppid, state, _pgrp, _sid in _procs():
+        if pid in (1, me) or pid in spare or state == b"Z":
+            continue
+        if uid in _real_uids(pid):
+            out.append(pid)
+    return out
+
+
+def _kill_user(uid, spare=()):
+    """SIGKILLs every process of ``uid`` but ourselves and ``spare``; True if none is left."""
+    for _ in range(500):
+        left = _user_procs(uid, spare)
+        if not left:
+            return True
+        _stop_then_kill(left)
+        time.sleep(0.002)
+    return not _user_procs(uid, spare)
+
+
+def _target_uid(spec):
+    """The sandbox user: the spec's uid when running as root, else ourselves."""
+    return int(spec["uid"]) if os.getuid() == 0 and "uid" in spec else os.getuid()
+
+
+# ---------------------------------------------------------------------------------- run
+def _spawn(spec, out_w, err_w):
+    """Forks the command: new session, low priority, the sandbox user, output to the pipes."""
     env = dict(spec["env"])
-    env[MARK] = exec_id
-    cwd = spec["cwd"]
-    oom_before = _oom_count()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.set_wakeup_fd(wake_w)
-    t0 = time.monotonic()
+    env[MARK] = spec["id"]
+    argv = spec["argv"]
     pid = _fork()
-    if pid == 0:  # the command
+    if pid:
+        return pid
+    try:  # the command
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        _set_oom_adj(1000)
         try:
-            _set_dumpable(1)  # so that its /proc files are its own to write (exec resets it)
-            os.setsid()
-            signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
-                signal.signal(sig, signal.SIG_DFL)
-            _set_oom_adj(1000)
-            os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
-            for name in os.listdir("/proc/self/fd"):
-                if int(name) > 2:
-                    try:
-                        os.close(int(name))
-                    except OSError:
-                        pass
-            os.chdir(cwd)
-            os.execvpe(argv[0], argv, env)
-        except BaseException as e:
-            try:
-                os.write(2, ("envkit: cannot run %r: %s\n" % (argv[0], e)).encode())
-            except OSError:
-                pass
-        os._exit(127)
-    os.close(out_w)
-    os.close(err_w)
-    os.close(0)
+            os.nice(COMMAND_NICE)
+        except OSError:
+            pass
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.closerange(3, 65536)
+        _drop_privileges(spec)
+        _set_dumpable(1)  # so that its /proc files are its own to write (exec resets it)
+        os.chdir(spec["cwd"])
+        os.execvpe(argv[0], argv, env)
+    except BaseException as e:
+        try:
+            os.write(2, ("envkit: cannot run %r: %s\n" % (argv[0], e)).encode())
+        except OSError:
+            pass
+    os._exit(127)
+
+
+def _collect(pid, spec, out_r, err_r, wake_r, t0):
+    """Drains the command's output until it exits (or its timeout kills its tree)."""
+    cap = int(spec["cap"])
     caps = {out_r: Capture(cap), err_r: Capture(cap)}
     fds = [out_r, err_r, wake_r]
-    deadline = t0 + timeout
+    deadline = t0 + float(spec["timeout"])
     status = None
     exited_at = 0.0
     timed_out = False
@@ -249,8 +394,11 @@ def op_run(spec):
             wait = GRACE - (now - exited_at)
         elif now >= deadline:
             timed_out = True
-            kill_tree(pid, exec_id)
-            _, status = os.waitpid(pid, 0)
+            kill_tree(pid, spec["id"])
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:  # reaped by kill_tree
+                status = 9
             exited_at = time.monotonic()
             continue
         else:
@@ -267,13 +415,18 @@ def op_run(spec):
                 except BlockingIOError:
                     pass
                 continue
-            data = os.read(fd, 1 << 20)
+            data = os.read(fd, CHUNK)
             if data:
                 caps[fd].add(data)
             else:
                 fds.remove(fd)
                 os.close(fd)
-    duration = time.monotonic() - t0
+    _reap()
+    return status, timed_out, caps[out_r], caps[err_r]
+
+
+def _run_reply(status, timed_out, out, err, cap, oom_before, duration):
+    """The reply of a finished command."""
     sig = None
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -281,7 +434,6 @@ def op_run(spec):
     else:
         code = os.WEXITSTATUS(status)
     oom_after = _oom_count()
-    out, err = caps[out_r], caps[err_r]
     return {
         "ok": True,
         "exit_code": code,
@@ -295,24 +447,108 @@ def op_run(spec):
     }
 
 
+def op_run(spec):
+    """Runs a command (see the module docstring): spawn, collect, report."""
+    oom_before = _oom_count()
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the command come back to us
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    t0 = time.monotonic()
+    pid = _spawn(spec, out_w, err_w)
+    os.close(out_w)
+    os.close(err_w)
+    os.close(0)
+    status, timed_out, out, err = _collect(pid, spec, out_r, err_r, wake_r, t0)
+    return _run_reply(
+        status, timed_out, out, err, int(spec["cap"]), oom_before, time.monotonic() - t0
+    )
+
+
+# ---------------------------------------------------------------------------------- files
 def _resolve(path, cwd):
     return path if path.startswith("/") else os.path.join(cwd, path)
 
 
+def _refuse_special(path):
+    """Raises for paths under /proc, /sys or /dev (but /dev/shm), wherever symlinks lead."""
+    real = os.path.realpath(path)
+    for top in FILE_OPS_REFUSE:
+        if real == top or real.startswith(top + "/"):
+            if any(real == a or real.startswith(a + "/") for a in FILE_OPS_ALLOW):
+                return
+            raise PermissionError("file operations do not touch %s (%s)" % (top, real))
+
+
+def _open_regular(path, flags):
+    """Opens a regular file without following a final symlink and without blocking."""
+    _refuse_special(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not _stat.S_ISREG(st.st_mode):
+        raise OSError("not a regular file (%s)" % _kind(st.st_mode))
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno in (40, 6):  # ELOOP: a symlink appeared; ENXIO: a FIFO with no reader
+            raise OSError("not a regular file (a symlink or FIFO)") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not _stat.S_ISREG(mode):
+        os.close(fd)
+        raise OSError("not a regular file (%s)" % _kind(mode))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _kind(mode):
+    for test, name in (
+        (_stat.S_ISLNK, "a symlink"),
+        (_stat.S_ISFIFO, "a FIFO"),
+        (_stat.S_ISSOCK, "a socket"),
+        (_stat.S_ISCHR, "a device"),
+        (_stat.S_ISBLK, "a device"),
+        (_stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "special"
+
+
+def _copy_in(fd, size):
+    """Writes the next ``size`` bytes of stdin to ``fd``, a chunk at a time."""
+    left = size
+    while left:
+        chunk = os.read(0, min(left, CHUNK))
+        if not chunk:
+            raise EOFError("request ended early")
+        _write_all(fd, chunk)
+        left -= len(chunk)
+
+
 def op_put(spec):
+    _drop_privileges(spec)
     written = []
     for item in spec["files"]:
         path = _resolve(item["path"], spec["cwd"])
-        size = int(item["size"])
-        data = _read_exact(0, size) if size else b""
         try:
             parent = os.path.dirname(path)
             if parent:
                 os.makedirs(parent, exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(data)
-            if item.get("mode") is not None:
-                os.chmod(path, int(item["mode"]))
+            fd = _open_regular(path, os.O_WRONLY | os.O_CREAT)
+            try:
+                os.ftruncate(fd, 0)
+                _copy_in(fd, int(item["size"]))
+                if item.get("mode") is not None:
+                    os.fchmod(fd, int(item["mode"]))
+            finally:
+                os.close(fd)
         except OSError as e:
             return {"ok": False, "error": "%s: %s" % (type(e).__name__, e), "path": item["path"]}
         written.append(path)
@@ -320,63 +556,43 @@ def op_put(spec):
 
 
 def op_get(spec):
+    _drop_privileges(spec)
     path = _resolve(spec["path"], spec["cwd"])
     limit = int(spec["max_bytes"])
     try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
+        fd = _open_regular(path, os.O_RDONLY)
+        try:
+            chunks, got = [], 0
+            while got <= limit:
+                chunk = os.read(fd, min(CHUNK, limit + 1 - got))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        finally:
+            os.close(fd)
     except OSError as e:
         return {"ok": False, "error": "%s: %s" % (type(e).__name__, e), "path": spec["path"]}
+    data = b"".join(chunks)
     return {"ok": True, "stdout": data[:limit], "truncated": len(data) > limit}
 
 
-def _kill_all(spare=()):
-    """SIGKILLs every process of this uid but ourselves and ``spare``.
-
-    Without ``spare``, ``kill(-1)`` does it in one call; it succeeds as long as any other process
-    exists (even one we may not signal), so the loop checks what is left instead of relying on
-    ESRCH. With ``spare`` (the serving supervisor), each process is stopped first, so that none
-    can fork while the others are being killed, then killed.
-    """
-    for _ in range(500):
-        left = _own_procs(spare)
-        if not left:
-            return
-        if not spare:
-            try:
-                os.kill(-1, signal.SIGKILL)
-            except OSError:
-                pass
-        else:
-            for sig in (signal.SIGSTOP, signal.SIGKILL):
-                for pid in left:
-                    try:
-                        os.kill(pid, sig)
-                    except OSError:
-                        pass
-        time.sleep(0.002)
-
-
-def _own_procs(spare=()):
-    me, uid = os.getpid(), os.getuid()
-    return [
-        p
-        for p, u, state, _, _ in _procs()
-        if u == uid and p not in (1, me) and p not in spare and state != b"Z"
-    ]
-
-
+# ---------------------------------------------------------------------------------- scrub
 def _wipe(root):
-    """Removes everything under ``root``; returns how many entries could not be removed."""
+    """Removes everything under ``root``; returns how many entries could not be removed (a
+    directory that cannot be listed counts)."""
     left = 0
     try:
         entries = os.listdir(root)
-    except OSError:
+    except FileNotFoundError:
         return 0
+    except OSError:
+        return 1
     for name in entries:
         path = os.path.join(root, name)
         try:
-            if os.path.isdir(path) and not os.path.islink(path):
+            st = os.lstat(path)
+            if _stat.S_ISDIR(st.st_mode):
                 try:
                     os.chmod(path, 0o700)
                 except OSError:
@@ -390,15 +606,39 @@ def _wipe(root):
     return left
 
 
+def _restore(modes, uid):
+    """chmods the listed dirs back (as their owner); returns how many are not ours or failed."""
+    bad = 0
+    for path, mode in modes.items():
+        try:
+            if os.lstat(path).st_uid != uid:
+                bad += 1
+                continue
+            os.chmod(path, int(mode))
+        except OSError:
+            bad += 1
+    return bad
+
+
 def _spared(spec):
-    # A scrub sent through a channel runs in a child of the serving supervisor: spare it.
-    return (os.getppid(),) if spec.get("spare_server") else ()
+    # A non-root scrub sent through a channel runs in a child of the serving supervisor: spare it.
+    return (os.getppid(),) if spec.get("spare_server") and os.getuid() != 0 else ()
 
 
 def op_scrub(spec):
+    uid = _target_uid(spec)
     spare = _spared(spec)
-    _kill_all(spare)
+    killed = _kill_user(uid, spare)
+    _drop_privileges(spec)
+    bad = _restore(spec.get("chmod", {}), uid)
     left = sum(_wipe(d) for d in spec.get("dirs", ()))
+    for d in spec.get("dirs", ()):  # prove it: every directory lists, and lists empty
+        try:
+            left += bool(os.listdir(d))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            left += 1
     if os.path.exists("/usr/bin/ipcrm"):
         pid = os.fork()
         if pid == 0:
@@ -407,19 +647,26 @@ def op_scrub(spec):
             os.dup2(devnull, 2)
             os.execv("/usr/bin/ipcrm", ["ipcrm", "--all"])
         os.waitpid(pid, 0)
-    procs = _own_procs(spare)
-    return {"ok": not procs and not left, "procs_left": len(procs), "entries_left": left}
+    procs = _user_procs(uid, spare)
+    return {
+        "ok": killed and not procs and not left and not bad,
+        "procs_left": len(procs),
+        "entries_left": left,
+        "modes_bad": bad,
+    }
 
 
 def op_killall(spec):
-    _kill_all()
-    return {"ok": True, "procs_left": len(_own_procs())}
+    uid = _target_uid(spec)
+    _kill_user(uid)  # runs in the serving supervisor itself (or a one-shot one): spares it
+    return {"ok": True, "procs_left": len(_user_procs(uid))}
 
 
 def op_probe(spec):
-    return {"ok": True, "procs": len(_own_procs()), "uid": os.getuid()}
+    return {"ok": True, "procs": len(_user_procs(_target_uid(spec))), "uid": os.getuid()}
 
 
+# ---------------------------------------------------------------------------------- serve
 def _payload_fd(payload):
     """A file descriptor that reads ``payload`` (an anonymous in-memory file)."""
     try:
@@ -431,8 +678,8 @@ def _payload_fd(payload):
     return fd
 
 
-def _lost(reason):
-    return encode_reply({"ok": False, "error": reason})
+def _lost(reason, spec=None):
+    return encode_reply({"ok": False, "error": reason}, spec)
 
 
 def serve(spec):
@@ -445,38 +692,77 @@ def serve(spec):
         spec_len = int.from_bytes(header[:4], "big")
         payload_len = int.from_bytes(header[4:], "big")
         request = marshal.loads(_read_exact(0, spec_len))
-        payload = _read_exact(0, payload_len)
         try:
-            data = _serve_one(request, payload)
+            if request.get("op") == "killall":  # in place: works even when fork cannot
+                _drain(payload_len)
+                data = encode_reply(_dispatch(request), request)
+            else:
+                data = _serve_one(request, payload_len)
         except Exception as e:  # e.g. no process can be forked: answer, and stay in sync
-            data = _lost("supervisor: %s: %s" % (type(e).__name__, e))
+            data = _lost("supervisor: %s: %s" % (type(e).__name__, e), request)
         _write_all(1, len(data).to_bytes(4, "big") + data)
 
 
-def _serve_one(request, payload):
+def _drain(n):
+    while n:
+        n -= len(_read_exact(0, min(n, CHUNK)))
+
+
+def _feed(fd, n):
+    """Copies the next ``n`` bytes of stdin to ``fd`` (a child's input), then drains the rest
+    if the child stopped reading."""
+    while n:
+        chunk = _read_exact(0, min(n, CHUNK))
+        n -= len(chunk)
+        if fd is not None:
+            try:
+                _write_all(fd, chunk)
+            except OSError:
+                os.close(fd)
+                fd = None
+    if fd is not None:
+        os.close(fd)
+
+
+def _serve_one(request, payload_len):
     """Runs one request in a forked child; returns the encoded reply."""
-    stdin_fd = _payload_fd(payload)
+    streamed = request.get("op") == "put"
+    if streamed:
+        stdin_fd, feed_fd = os.pipe()
+    else:
+        stdin_fd, feed_fd = _payload_fd(_read_exact(0, payload_len)), None
     try:
         reply_r, reply_w = os.pipe()
         pid = _fork()
     except BaseException:
         os.close(stdin_fd)
+        if feed_fd is not None:
+            os.close(feed_fd)
+        _drain(payload_len if streamed else 0)
         raise
-    if pid == 0:  # one request; stdin = its payload, reply -> the pipe
+    if pid == 0:  # one request; stdin = its payload, reply -> the pipe, nothing on our stdout
         try:
             os.dup2(stdin_fd, 0)
-            reply = OPS[request["op"]](request)
+            devnull = os.open("/dev/null", os.O_RDWR)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+            for fd in (stdin_fd, feed_fd):
+                if fd is not None:
+                    os.close(fd)
+            reply = _dispatch(request)
         except Exception as e:
             reply = {"ok": False, "error": "supervisor: %s: %s" % (type(e).__name__, e)}
         try:
-            _write_all(reply_w, encode_reply(reply))
+            _write_all(reply_w, encode_reply(reply, request))
         finally:
             os._exit(0)
     os.close(stdin_fd)
     os.close(reply_w)
+    if streamed:
+        _feed(feed_fd, payload_len)
     chunks = []
     while True:
-        chunk = os.read(reply_r, 1 << 20)
+        chunk = os.read(reply_r, CHUNK)
         if not chunk:
             break
         chunks.append(chunk)
@@ -484,7 +770,7 @@ def _serve_one(request, payload):
     _, status = os.waitpid(pid, 0)
     data = b"".join(chunks)
     if status != 0 or not data.startswith(b"ENVKIT1\n"):
-        data = _lost("the request's supervisor was killed (status %d)" % status)
+        data = _lost("the request's supervisor was killed (status %d)" % status, request)
     return data
 
 
@@ -498,10 +784,19 @@ OPS = {
 }
 
 
-def encode_reply(reply):
-    """The reply format described in the module docstring."""
+def _dispatch(spec):
+    op = OPS.get(spec.get("op"))
+    if op is None:
+        return {"ok": False, "error": "supervisor: unknown op %r" % (spec.get("op"),)}
+    return op(spec)
+
+
+def encode_reply(reply, spec=None):
+    """The reply format described in the module docstring; echoes the request's ``rid``."""
     out = reply.pop("stdout", b"")
     err = reply.pop("stderr", b"")
+    if spec is not None and spec.get("rid"):
+        reply["rid"] = str(spec["rid"])
     lines = [b"ENVKIT1"]
     for key, value in sorted(reply.items()):
         if value is None:
@@ -521,17 +816,19 @@ def encode_reply(reply):
 
 def main():
     _set_oom_adj(500)  # before turning non-dumpable, which makes /proc/self root-owned
+    spec = None
     try:
         n = int.from_bytes(_read_exact(0, 4), "big")
         spec = marshal.loads(_read_exact(0, n))
-        _non_dumpable()
+        _set_dumpable(0)
+        _deny_syscalls()
         if spec["op"] == "serve":
             serve(spec)
             return
-        reply = OPS[spec["op"]](spec)
+        reply = _dispatch(spec)
     except Exception as e:
         reply = {"ok": False, "error": "supervisor: %s: %s" % (type(e).__name__, e)}
-    _write_all(1, encode_reply(reply))
+    _write_all(1, encode_reply(reply, spec))
 
 
 if __name__ == "__main__":

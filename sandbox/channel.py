@@ -3,9 +3,11 @@
 Starting a process with ``docker exec`` costs ~50 ms (the daemon, containerd and runc set up a
 new process). A channel pays that once: it starts the supervisor in ``serve`` mode with its stdin
 and stdout attached, then sends it one framed request at a time; each request costs a fork inside
-the sandbox (a few ms). The supervisor runs as the sandbox user, so the sandboxed code can kill
-it; the channel then reports itself dead and the sandbox starts another (or falls back to one
-``docker exec`` per command). It cannot impersonate it: only envkit holds the attached stream.
+the sandbox (a few ms). The supervisor runs as root inside the container (without capabilities
+but the four it needs to run commands as the sandbox user), so sandboxed code can neither signal
+nor inspect it. Only envkit holds the attached stream, and every reply must echo its request's
+random id; bytes that arrive when no reply is due (forged into the stream) make the channel
+*compromised*: it is closed and the sandbox tainted, so a pool replaces it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ import threading
 import time
 from typing import Any
 
-from envkit.sandbox.supervised import DeadlineExceeded, RawReply
+from envkit.sandbox.supervised import DeadlineExceeded, Payload, RawReply, payload_chunks
 
-__all__ = ["SupervisorChannel", "attach_exec"]
+__all__ = ["ChannelCompromised", "SupervisorChannel", "attach_exec"]
+
+
+class ChannelCompromised(Exception):
+    """Bytes arrived on the channel when no reply was due: it is closed, the request not sent."""
+
 
 _MAX_STDERR = 65536
 
@@ -127,23 +134,51 @@ class SupervisorChannel:
                 del self._stderr[:-_MAX_STDERR]
         return True
 
+    def _check_quiet(self) -> None:
+        """Raises ``ChannelCompromised`` if anything is buffered or waiting before a request."""
+        if self._stdout or self._frames:
+            self.close()
+            raise ChannelCompromised("bytes were left on the supervisor's stream")
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):
+            readable = []
+        if readable:
+            with contextlib.suppress(DeadlineExceeded):
+                self._pump(time.monotonic() + 0.05)
+            if self._stdout or self._frames:
+                self.close()
+                raise ChannelCompromised("bytes arrived on the supervisor's stream unasked")
+
     def request(
-        self, spec: dict[str, Any], payload: bytes, t_end: float, max_reply: int
+        self, spec: dict[str, Any], payload: Payload, t_end: float, max_reply: int
     ) -> RawReply | None:
-        """Sends one request and waits for its reply.
+        """Sends one request (the payload streamed chunk by chunk) and waits for its reply.
 
         Returns ``None`` when the channel turned out to be dead before the request was sent
         (the caller may use another way), or a ``RawReply`` (``exit_code=None`` and no stdout
-        when the supervisor died after receiving the request).
+        when the supervisor died after receiving the request; ``tainted`` when more bytes came
+        than the reply).
 
         Raises:
             DeadlineExceeded: no reply by ``t_end`` (the channel is then closed).
+            ChannelCompromised: unasked bytes were waiting; nothing was sent.
         """
+        self._check_quiet()
+        if self.dead:
+            return None
+        chunks = payload_chunks(payload)
+        size = sum(len(c) for c in chunks)
         body = marshal.dumps(spec, 2)
-        frame = len(body).to_bytes(4, "big") + len(payload).to_bytes(4, "big") + body + payload
         try:
             self._sock.settimeout(max(0.001, t_end - time.monotonic()))
-            self._sock.sendall(frame)
+            self._sock.sendall(len(body).to_bytes(4, "big") + size.to_bytes(4, "big") + body)
+            for chunk in chunks:
+                self._sock.settimeout(max(0.001, t_end - time.monotonic()))
+                self._sock.sendall(chunk)
+        except TimeoutError:
+            self.close()
+            raise DeadlineExceeded from None
         except OSError:
             self.close()
             return None
@@ -157,6 +192,9 @@ class SupervisorChannel:
                     if len(self._stdout) >= 4 + size:
                         reply = bytes(self._stdout[4 : 4 + size])
                         del self._stdout[: 4 + size]
+                        if self._stdout:  # more than one reply: someone forged one
+                            self.close()
+                            return RawReply(reply, b"", 0, tainted=True)
                         return RawReply(reply, b"", 0)
                 if not self._pump(t_end):
                     err = bytes(self._stderr)

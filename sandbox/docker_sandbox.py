@@ -1,7 +1,10 @@
 """``DockerSandbox``: a hardened Docker container driven through docker-py (never the CLI).
 
-Defaults (see ``SandboxConfig``): no network, every capability dropped, ``no-new-privileges``,
-commands run as a non-root user while the container's init runs as another non-root uid, a
+Defaults (see ``SandboxConfig``): no network, every capability dropped but the four envkit's
+supervisor needs to run commands as another user (SETUID, SETGID, SETPCAP, KILL: the commands
+themselves have none, their bounding set is empty), ``no-new-privileges``, Docker's default
+seccomp profile plus a filter that denies io_uring, commands run as a non-root user that cannot
+signal or inspect their supervisor (root) or the container's init (another non-root uid), a
 read-only root filesystem with size-limited tmpfs work dir and /tmp, memory = memory+swap limit,
 pids limit, CPU quota, ``nofile``/``fsize``/``core`` ulimits, a private IPC namespace, no Docker
 socket, and labels naming the owner process. The container's main process is
@@ -10,9 +13,9 @@ vanishes even if its owner was killed.
 
 Example:
     >>> from envkit.sandbox import DockerSandbox
-    >>> with DockerSandbox() as sb:  # doctest: +SKIP
+    >>> with DockerSandbox() as sb:
     ...     r = sb.exec("python3 -c 'print(6 * 7)'", timeout=5)
-    >>> r.stdout, r.exit_code  # doctest: +SKIP
+    >>> r.stdout, r.exit_code
     ('42\\n', 0)
 """
 
@@ -26,19 +29,43 @@ import time
 from typing import Any
 
 from envkit.sandbox import reaper
-from envkit.sandbox.channel import SupervisorChannel, attach_exec
+from envkit.sandbox.channel import ChannelCompromised, SupervisorChannel, attach_exec
 from envkit.sandbox.config import SandboxConfig
 from envkit.sandbox.docker_client import BUILD_HINT, docker_client, translate_docker_error
 from envkit.sandbox.errors import ImageNotFoundError, SandboxDiedError, SandboxError
 from envkit.sandbox.supervised import (
     DeadlineExceeded,
+    Payload,
     RawReply,
     SupervisedSandbox,
     parse_reply,
+    payload_chunks,
     supervisor_argv,
 )
 
-__all__ = ["DockerSandbox", "host_config_kwargs"]
+__all__ = ["SUPERVISOR_CAPS", "SUPERVISOR_USER", "DockerSandbox", "host_config_kwargs"]
+
+SUPERVISOR_USER = "0:0"
+"""The supervisor runs as root in the container, so the commands (another uid) cannot reach it."""
+SUPERVISOR_CAPS = ["SETUID", "SETGID", "SETPCAP", "KILL"]
+"""The only capabilities of the container: switch to the sandbox user, empty the command's
+bounding set, and kill the sandbox user's processes. Commands run with none."""
+
+# The container starts as root so that Docker grants SUPERVISOR_CAPS to root `docker exec`s (it
+# gives no capabilities to execs of a container whose user is not root); its main process then
+# drops to ``init_user`` for good and becomes `sleep <lifetime>`.
+_INIT = (
+    "import os, sys\n"
+    "u, g = int(sys.argv[1]), int(sys.argv[2])\n"
+    "os.setgroups([]); os.setresgid(g, g, g); os.setresuid(u, u, u)\n"
+    "os.execvp('sleep', ['sleep', sys.argv[3]])\n"
+)
+
+
+def init_command(config: SandboxConfig) -> list[str]:
+    """The container's main process: drop to ``init_user``, then sleep for ``lifetime``."""
+    uid, _, gid = config.init_user.partition(":")
+    return [config.python, "-I", "-S", "-c", _INIT, uid, gid or uid, str(int(config.lifetime))]
 
 
 def host_config_kwargs(config: SandboxConfig) -> dict[str, Any]:
@@ -49,6 +76,7 @@ def host_config_kwargs(config: SandboxConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "network_mode": config.network,
         "cap_drop": ["ALL"],
+        "cap_add": list(SUPERVISOR_CAPS),
         "security_opt": ["no-new-privileges:true"],
         "read_only": True,
         "tmpfs": {
@@ -121,8 +149,8 @@ class DockerSandbox(SupervisedSandbox):
             host_config = api.create_host_config(**host_config_kwargs(cfg))
             created = api.create_container(
                 cfg.image,
-                command=["sleep", str(int(cfg.lifetime))],
-                user=cfg.init_user,
+                command=init_command(cfg),
+                user=SUPERVISOR_USER,
                 working_dir=cfg.workdir,
                 hostname="sandbox",
                 environment=dict(cfg.env),
@@ -179,7 +207,7 @@ class DockerSandbox(SupervisedSandbox):
         if not self.alive():
             return False
         try:
-            raw = self._oneshot(self._request({"op": "probe"}), time.monotonic() + 10, 4096)
+            raw = self._oneshot({"op": "probe"}, b"", time.monotonic() + 10, 4096)
             reply = parse_reply(raw.stdout)
         except Exception:
             reply = None
@@ -225,7 +253,7 @@ class DockerSandbox(SupervisedSandbox):
             self._spawning += 1
         try:
             ch = SupervisorChannel(
-                self._client.api, self.container_id, self._argv_cache, self.config.user
+                self._client.api, self.container_id, self._argv_cache, SUPERVISOR_USER
             )
         except Exception:
             return None  # the one-shot path reports what is wrong
@@ -254,52 +282,35 @@ class DockerSandbox(SupervisedSandbox):
     def reset(self) -> bool:
         """Cleans the sandbox for a new episode (see ``SupervisedSandbox.reset``).
 
-        With a live supervisor channel, the clean-up runs through it and spares only that
-        supervisor (a few ms); otherwise one ``docker exec`` kills every process of the user,
-        the channels' supervisors included.
+        The clean-up runs through a live supervisor channel (a few ms): the supervisors run as
+        root, so killing every process of the sandbox user leaves them up.
         """
-        if self._closed or self._broken is not None:
-            return False
-        if self.config.fast_exec and self._channels:
-            keep = self._take_channel()
-            with self._channels_lock:
-                others = [ch for ch in self._channels if ch is not keep]
-                self._channels = [keep] if keep is not None else []
-            for ch in others:
-                ch.close()
-            if keep is not None:
-                spec = {"op": "scrub", "dirs": self._scrub_dirs(), "spare_server": True}
-                try:
-                    raw = keep.request(spec, b"", time.monotonic() + 10, 4096)
-                except DeadlineExceeded:
-                    raw = None
-                finally:
-                    keep.lock.release()
-                reply = parse_reply(raw.stdout) if raw is not None else None
-                if reply is not None and reply.get("ok"):
-                    return True
         clean = super().reset()
-        self._drop_channels()
         if clean:
             self.warm()
         return clean
 
     def _transport(
-        self, spec: dict[str, Any], payload: bytes, *, deadline: float, max_reply: int
+        self, spec: dict[str, Any], payload: Payload, *, deadline: float, max_reply: int
     ) -> RawReply:
         t_end = time.monotonic() + deadline
-        if self.config.fast_exec and spec["op"] in ("run", "put", "get", "probe"):
+        if self.config.fast_exec:
             ch = self._take_channel()
             if ch is not None:
                 try:
                     raw = ch.request(spec, payload, t_end, max_reply)
+                except ChannelCompromised as e:
+                    self.taint(str(e))
+                    raw = None
                 finally:
                     ch.lock.release()
                 if raw is not None:
                     return raw
-        return self._oneshot(self._request(spec, payload), t_end, max_reply)
+        return self._oneshot(spec, payload, t_end, max_reply)
 
-    def _oneshot(self, request: bytes, t_end: float, max_reply: int) -> RawReply:
+    def _oneshot(
+        self, spec: dict[str, Any], payload: Payload, t_end: float, max_reply: int
+    ) -> RawReply:
         """One ``docker exec`` of the supervisor for one request."""
         api = self._client.api
         try:
@@ -310,7 +321,7 @@ class DockerSandbox(SupervisedSandbox):
                 stdout=True,
                 stderr=True,
                 tty=False,
-                user=self.config.user,
+                user=SUPERVISOR_USER,
             )["Id"]
             attached = attach_exec(api, exec_id)
         except Exception as e:
@@ -319,7 +330,9 @@ class DockerSandbox(SupervisedSandbox):
                 raise self._died("starting a command") from e
             return self._refused(e)
         try:
-            stdout, stderr, overflow = _exchange(attached.sock, request, t_end, max_reply)
+            stdout, stderr, overflow = _exchange(
+                attached.sock, [self._request(spec), *payload_chunks(payload)], t_end, max_reply
+            )
         finally:
             attached.close()
         code: int | None = None
@@ -354,9 +367,10 @@ class DockerSandbox(SupervisedSandbox):
 
 
 def _exchange(
-    sock: socket.socket, request: bytes, t_end: float, max_reply: int
+    sock: socket.socket, request: list[bytes], t_end: float, max_reply: int
 ) -> tuple[bytes, bytes, bool]:
-    """Writes ``request`` to an attached exec, half-closes, and reads the multiplexed output."""
+    """Writes ``request`` (chunks) to an attached exec, half-closes, and reads the multiplexed
+    output."""
 
     def remaining() -> float:
         left = t_end - time.monotonic()
@@ -365,8 +379,9 @@ def _exchange(
         return left
 
     try:
-        sock.settimeout(remaining())
-        sock.sendall(request)
+        for chunk in request:
+            sock.settimeout(remaining())
+            sock.sendall(chunk)
         sock.shutdown(socket.SHUT_WR)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the process ended without reading all of its input; read what it said

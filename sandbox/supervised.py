@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import marshal
+import secrets
 import threading
 import time
 import uuid
@@ -20,10 +21,26 @@ from typing import Any
 
 from envkit.sandbox.base import Command, run_blocking
 from envkit.sandbox.config import SandboxConfig
-from envkit.sandbox.errors import SandboxClosedError, SandboxDiedError, SandboxError
+from envkit.sandbox.errors import (
+    SandboxClosedError,
+    SandboxDiedError,
+    SandboxError,
+    SandboxProtocolError,
+)
 from envkit.sandbox.result import ExecResult
 
-__all__ = ["DeadlineExceeded", "RawReply", "SandboxFileError", "SupervisedSandbox"]
+__all__ = [
+    "DeadlineExceeded",
+    "Payload",
+    "RawReply",
+    "SandboxFileError",
+    "SupervisedSandbox",
+    "check_reply",
+    "payload_chunks",
+]
+
+Payload = bytes | Sequence[bytes]
+"""A request's payload: bytes, or a sequence of chunks that is sent without being joined."""
 
 SCRUB_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
 BASE_ENV = {
@@ -51,6 +68,20 @@ class RawReply:
     stderr: bytes
     exit_code: int | None
     overflow: bool = False
+    tainted: bool = False
+    """Bytes nobody asked for came with the reply: the stream is no longer trusted."""
+
+
+def payload_chunks(payload: Payload) -> list[bytes]:
+    """The payload as a list of chunks (never joined, never copied)."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return [payload] if len(payload) else []  # type: ignore[list-item]
+    return [c for c in payload if len(c)]
+
+
+def payload_len(payload: Payload) -> int:
+    """Total bytes of a payload."""
+    return sum(len(c) for c in payload_chunks(payload))
 
 
 @cache
@@ -93,6 +124,48 @@ def parse_reply(data: bytes) -> dict[str, Any] | None:
     return reply
 
 
+_REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "run": {"exit_code": int},
+    "get": {"stdout": bytes},
+    "put": {"count": int},
+}
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "signal": int,
+    "duration": (int, float),
+    "error": str,
+    "path": str,
+    "ok": int,
+    "truncated": int,
+    "timed_out": int,
+    "oom_killed": int,
+}
+
+
+def check_reply(reply: dict[str, Any] | None, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Checks that a parsed reply answers ``spec``: the same request id, and the fields its op
+    needs, each of the right type.
+
+    Raises:
+        SandboxProtocolError: it does not (it was forged, or the supervisor was subverted).
+    """
+    if reply is None:
+        raise SandboxProtocolError("the supervisor's reply is malformed")
+    rid = spec.get("rid")
+    if rid is not None and reply.get("rid") != rid:
+        raise SandboxProtocolError(
+            "the reply does not answer this request (its request id differs): bytes were forged "
+            "into the supervisor's stream"
+        )
+    required = _REQUIRED.get(str(spec.get("op")), {}) if reply.get("ok") else {}
+    for key in required:
+        if key not in reply:
+            raise SandboxProtocolError(f"the supervisor's {spec.get('op')} reply lacks {key!r}")
+    for key, kind in {**_OPTIONAL, **required}.items():
+        if key in reply and not isinstance(reply[key], kind):
+            raise SandboxProtocolError(f"the supervisor's reply has a bad {key!r}: {reply[key]!r}")
+    return reply
+
+
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
@@ -114,6 +187,8 @@ class SupervisedSandbox(abc.ABC):
         self.created_at = time.monotonic()
         self._closed = False
         self._broken: str | None = None
+        self._spoiled: str | None = None
+        self._tainted: str | None = None
         self._close_lock = threading.Lock()
 
     # ------------------------------------------------------------------ backend hooks
@@ -158,12 +233,29 @@ class SupervisedSandbox(abc.ABC):
     @property
     def broken(self) -> str | None:
         """Why the sandbox is unusable, or ``None`` while it is healthy."""
-        return self._broken
+        return self._broken or self._spoiled
 
     def mark_broken(self, reason: str) -> None:
         """Records that the sandbox must not be reused (a pool then replaces it)."""
         if self._broken is None:
             self._broken = reason
+
+    def taint(self, reason: str) -> None:
+        """Records that sandboxed code tampered with the supervisor's stream: the episode goes
+        on (its own results are at stake), but ``reset()`` fails so a pool replaces it."""
+        if self._tainted is None:
+            self._tainted = reason
+
+    @property
+    def tainted(self) -> str | None:
+        """Why the sandbox may not serve another episode, or ``None``."""
+        return self._tainted
+
+    def _spoil(self, reason: str) -> None:
+        """The command made the sandbox unusable (e.g. a command that could not be stopped):
+        the rest of the episode gets tool errors, not ``InfraError``, and the pool replaces it."""
+        if self._spoiled is None:
+            self._spoiled = reason
 
     def _check_open(self) -> None:
         if self._closed:
@@ -174,15 +266,25 @@ class SupervisedSandbox(abc.ABC):
 
     # ------------------------------------------------------------------ supervisor calls
     @staticmethod
-    def _request(spec: dict[str, Any], payload: bytes = b"") -> bytes:
-        """A one-shot supervisor's stdin: 4-byte length, marshalled spec, payload."""
+    def _request(spec: dict[str, Any], payload: Payload = b"") -> bytes:
+        """A one-shot supervisor's stdin: 4-byte length, marshalled spec, payload (joined)."""
         body = marshal.dumps(spec, 2)
-        return len(body).to_bytes(4, "big") + body + payload
+        return len(body).to_bytes(4, "big") + body + b"".join(payload_chunks(payload))
 
     def _call(
-        self, spec: dict[str, Any], payload: bytes, *, deadline: float, max_reply: int, doing: str
+        self,
+        spec: dict[str, Any],
+        payload: Payload,
+        *,
+        deadline: float,
+        max_reply: int,
+        doing: str,
     ) -> tuple[dict[str, Any] | None, RawReply]:
-        """Sends one request; returns the parsed reply (``None`` if there is none) and the raw one.
+        """Sends one request; returns the checked reply (``None`` if there is none, or if it
+        does not answer this request) and the raw one.
+
+        Every request carries a fresh random id that the reply must echo; a reply that does not
+        (or that came with extra bytes) taints the sandbox, see ``taint``.
 
         Raises:
             SandboxDiedError: the sandbox is gone.
@@ -191,12 +293,22 @@ class SupervisedSandbox(abc.ABC):
         self._check_open()
         if self._broken is not None:
             raise SandboxDiedError(f"The sandbox {self.name} is unusable: {self._broken}")
+        ids = {"rid": secrets.token_hex(16), "uid": self.config.uid, "gid": self.config.gid}
+        spec = {**spec, **ids}
         raw = self._transport(spec, payload, deadline=deadline, max_reply=max_reply)
-        reply = None if raw.overflow else parse_reply(raw.stdout)
-        if reply is None and not self._confirm_alive():
+        if raw.tainted:
+            self.taint(f"extra bytes in the supervisor's stream while {doing}")
+        parsed = None if raw.overflow else parse_reply(raw.stdout)
+        if parsed is None and not self._confirm_alive():
             self.mark_broken(f"it stopped while {doing}")
             raise self._died(doing)
-        return reply, raw
+        if parsed is None:
+            return None, raw
+        try:
+            return check_reply(parsed, spec), raw
+        except SandboxProtocolError as e:
+            self.taint(str(e))
+            return None, RawReply(b"", str(e).encode(), raw.exit_code, tainted=True)
 
     def _env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         env = {**BASE_ENV, "HOME": self.config.workdir, **self.config.env}
@@ -207,8 +319,14 @@ class SupervisedSandbox(abc.ABC):
                 env[k] = v
         return env
 
-    def _emergency_stop(self, doing: str) -> None:
-        """The supervisor missed its deadline: kill every process of the user, or the sandbox."""
+    def _emergency_stop(self, doing: str) -> str:
+        """The supervisor missed its deadline: kill every process of the user, or else end the
+        sandbox. Returns what was done, for the model: this is the command's doing, not an
+        ``InfraError`` (the rest of the episode gets tool errors, the pool replaces the sandbox).
+
+        Raises:
+            SandboxDiedError: the sandbox died on its own meanwhile.
+        """
         try:
             reply, _ = self._call(
                 {"op": "killall"},
@@ -218,15 +336,25 @@ class SupervisedSandbox(abc.ABC):
                 doing="stopping a runaway command",
             )
             if reply and reply.get("ok"):
-                return
-        except (DeadlineExceeded, SandboxDiedError):
+                self.taint(f"a command outlived its timeout while {doing}")
+                return "every process of the sandbox user was killed"
+        except DeadlineExceeded:
             pass
-        self.mark_broken(f"a command could not be stopped while {doing}")
+        if not self.alive():
+            self.mark_broken(f"it stopped while {doing}")
+            raise self._died(doing)
+        self._spoil(
+            f"a command outlived its timeout by more than kill_grace={self.config.kill_grace}s "
+            f"while {doing} and could not be stopped, so the sandbox was destroyed"
+        )
         self._hard_kill()
-        raise SandboxDiedError(
-            f"The {self.kind} sandbox {self.name} had to be destroyed: a command outlived its "
-            f"timeout by more than kill_grace={self.config.kill_grace}s and could not be stopped "
-            "inside the sandbox."
+        return "it could not be stopped, so the sandbox was destroyed; start a new episode"
+
+    def _spoiled_result(self) -> ExecResult:
+        return ExecResult(
+            exit_code=137,
+            stderr=f"envkit: this sandbox is gone: {self._spoiled}. Nothing more can run in "
+            "this episode.",
         )
 
     # ------------------------------------------------------------------ the Sandbox protocol
@@ -251,6 +379,9 @@ class SupervisedSandbox(abc.ABC):
             SandboxClosedError: the sandbox was closed.
         """
         argv = self._argv(cmd)
+        if self._spoiled is not None:
+            self._check_open()
+            return self._spoiled_result()
         timeout = self.config.timeout if timeout is None else float(timeout)
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -277,13 +408,12 @@ class SupervisedSandbox(abc.ABC):
                 doing="running a command",
             )
         except DeadlineExceeded:
-            self._emergency_stop("running a command")
+            done = self._emergency_stop("running a command")
             return ExecResult(
                 exit_code=137,
                 signal=9,
                 timed_out=True,
-                stderr="envkit: the command did not stop at its timeout; every process of the "
-                "sandbox user was killed.",
+                stderr=f"envkit: the command did not stop at its timeout; {done}.",
                 duration_s=time.monotonic() - t0,
             )
         if reply is None or not reply.get("ok"):
@@ -305,11 +435,13 @@ class SupervisedSandbox(abc.ABC):
         """The sandbox lives but the supervisor gave no report: the command interfered with it."""
         if reply is not None:
             why = str(reply.get("error", "unknown error"))
+        elif raw.tainted:
+            why = raw.stderr.decode("utf-8", "replace")
         elif raw.overflow:
             why = "it wrote more than the protocol allows"
         else:
             why = f"it ended with exit code {raw.exit_code} without a report"
-        detail = raw.stderr.decode("utf-8", "replace")[-2000:]
+        detail = "" if raw.tainted else raw.stderr.decode("utf-8", "replace")[-2000:]
         code = raw.exit_code if raw.exit_code not in (None, 0) else 137
         return ExecResult(
             exit_code=code,
@@ -329,11 +461,22 @@ class SupervisedSandbox(abc.ABC):
             raise TypeError(f"cmd must be a string or a non-empty list of strings, got {cmd!r}")
         return argv
 
-    def write_files(self, files: Mapping[str, str | bytes]) -> None:
+    def write_files(
+        self, files: Mapping[str, str | bytes], *, timeout: float | None = None
+    ) -> None:
         """Writes files; relative paths are under the work dir, parent dirs are created.
 
+        Contents are streamed to the sandbox, never joined. Only regular files are written: a
+        final symlink, a FIFO, a device and anything under ``/proc``, ``/sys`` or ``/dev`` (but
+        ``/dev/shm``) are refused.
+
+        Args:
+            files: ``{path: content}``.
+            timeout: Seconds the transfer may take (default ``config.timeout``).
+
         Raises:
-            SandboxFileError: a file could not be written (read-only place, disk full...).
+            SandboxFileError: a file could not be written (read-only place, disk full, refused
+                path, too slow...).
         """
         entries, chunks = [], []
         for path, content in files.items():
@@ -345,15 +488,22 @@ class SupervisedSandbox(abc.ABC):
         if not entries:
             return
         reply, _ = self._file_op(
-            {"op": "put", "files": entries, "cwd": self.config.workdir}, b"".join(chunks), "writing"
+            {"op": "put", "files": entries, "cwd": self.config.workdir},
+            chunks,
+            "writing",
+            timeout=timeout,
         )
         if not reply.get("ok"):
             raise SandboxFileError(
                 f"cannot write {reply.get('path', '?')!r} in the sandbox: {reply.get('error')}"
             )
 
-    def read_file(self, path: str, *, max_bytes: int = 64 << 20) -> bytes:
-        """Returns the content of a file in the sandbox (relative paths: under the work dir).
+    def read_file(
+        self, path: str, *, max_bytes: int = 64 << 20, timeout: float | None = None
+    ) -> bytes:
+        """Returns the content of a regular file in the sandbox (relative paths: under the work
+        dir). A final symlink, a FIFO, a device and ``/proc``, ``/sys``, ``/dev`` are refused
+        (it never blocks on a FIFO).
 
         Raises:
             FileNotFoundError: there is no such file.
@@ -364,6 +514,7 @@ class SupervisedSandbox(abc.ABC):
             b"",
             "reading",
             max_reply=max_bytes + 65536,
+            timeout=timeout,
         )
         if not reply.get("ok"):
             err = str(reply.get("error", ""))
@@ -379,20 +530,35 @@ class SupervisedSandbox(abc.ABC):
         return self.read_file(path).decode("utf-8", "replace")
 
     def _file_op(
-        self, spec: dict[str, Any], payload: bytes, doing: str, *, max_reply: int = 65536
+        self,
+        spec: dict[str, Any],
+        payload: Payload,
+        doing: str,
+        *,
+        max_reply: int = 65536,
+        timeout: float | None = None,
     ) -> tuple[dict[str, Any], RawReply]:
-        deadline = max(self.config.timeout, 30.0) + self.config.kill_grace
+        timeout = self.config.timeout if timeout is None else float(timeout)
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if self._spoiled is not None:
+            self._check_open()
+            raise SandboxFileError(f"{doing} files: this sandbox is gone: {self._spoiled}")
+        deadline = timeout + self.config.kill_grace
         try:
             reply, raw = self._call(
                 spec, payload, deadline=deadline, max_reply=max_reply, doing=f"{doing} files"
             )
         except DeadlineExceeded:
-            self._emergency_stop(f"{doing} files")
-            raise SandboxFileError(f"{doing} files in the sandbox took too long") from None
+            done = self._emergency_stop(f"{doing} files")
+            raise SandboxFileError(
+                f"{doing} files in the sandbox took longer than {timeout:g}s; {done}"
+            ) from None
         if reply is None:
+            why = raw.stderr.decode("utf-8", "replace") if raw.tainted else None
             raise SandboxFileError(
                 f"{doing} files failed: the supervisor was disturbed by a process in the sandbox "
-                f"(exit code {raw.exit_code})"
+                f"({why or f'exit code {raw.exit_code}'})"
             )
         return reply, raw
 
@@ -400,11 +566,15 @@ class SupervisedSandbox(abc.ABC):
         """Makes the sandbox clean for a new episode: kills every process of the sandbox user and
         empties the work dir, /tmp, /var/tmp, /dev/shm and SysV IPC. Returns whether it is clean
         (a pool replaces it otherwise)."""
-        if self._closed or self._broken is not None:
+        if self._closed or self.broken is not None or self._tainted is not None:
             return False
         try:
             reply, _ = self._call(
-                {"op": "scrub", "dirs": self._scrub_dirs()},
+                {
+                    "op": "scrub",
+                    "dirs": self._scrub_dirs(),
+                    "chmod": {self.config.workdir: 0o700},
+                },
                 b"",
                 deadline=30.0,
                 max_reply=4096,
@@ -440,13 +610,17 @@ class SupervisedSandbox(abc.ABC):
             self.exec, cmd, timeout=timeout, stdin=stdin, env=env, workdir=workdir
         )
 
-    async def awrite_files(self, files: Mapping[str, str | bytes]) -> None:
+    async def awrite_files(
+        self, files: Mapping[str, str | bytes], *, timeout: float | None = None
+    ) -> None:
         """Async ``write_files``."""
-        await run_blocking(self.write_files, files)
+        await run_blocking(self.write_files, files, timeout=timeout)
 
-    async def aread_file(self, path: str) -> bytes:
+    async def aread_file(
+        self, path: str, *, max_bytes: int = 64 << 20, timeout: float | None = None
+    ) -> bytes:
         """Async ``read_file``."""
-        return await run_blocking(self.read_file, path)
+        return await run_blocking(self.read_file, path, max_bytes=max_bytes, timeout=timeout)
 
     async def aclose(self) -> None:
         """Async ``close``."""
