@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,7 @@ def one_step_args(
     ``_trl_args`` sets it up: one generation per step, ``micro_batches`` accumulation steps),
     without gradient clipping so gradients can be compared as they are."""
     import trl
+
     from envkit.trainers._compat import checkpointing_args
 
     return trl.GRPOConfig(
@@ -139,7 +141,7 @@ def one_step_args(
 
 def one_step(
     kind: str,
-    rollout: dict[str, Any],
+    rollout: dict[str, Any] | Callable[[list[dict[str, Any]], Any], dict[str, Any]],
     out: Path,
     *,
     group_size: int,
@@ -155,7 +157,9 @@ def one_step(
         kind: ``"envkit"`` (``TRLBackend``: drop, trim, split) or ``"trl"`` (plain
             ``trl.GRPOTrainer`` with the same rollout through ``rollout_func``).
         rollout: TRL's rollout dict (prompt_ids, completion_ids, logprobs, env_mask and the
-            ``envkit_reward`` that ``passthrough_reward`` hands to TRL's advantage computation).
+            ``envkit_reward`` that ``passthrough_reward`` hands to TRL's advantage computation),
+            or an episode source called as ``rollout(dataset_rows, trainer)`` that returns one
+            (``"envkit"`` only; e.g. ``envkit.trainers.episodes.EpisodeSource``).
         out: Scratch output folder.
         group_size: TRL's ``num_generations``.
         micro_batches: Gradient accumulation steps.
@@ -169,16 +173,26 @@ def one_step(
 
     import trl
     from datasets import Dataset
+
     from envkit.trainers.backend import TRLBackend, passthrough_reward
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    rows = len(rollout["completion_ids"])
+    if callable(rollout):
+        if kind != "envkit":
+            raise ValueError("an episode source needs dataset rows: only kind='envkit' takes one")
+        episodes, rows = rollout, group_size
+    else:
+        rows = len(rollout["completion_ids"])
+
+        def episodes(inputs: list[dict[str, Any]], trainer: Any) -> dict[str, Any]:
+            return copy.deepcopy(rollout)
+
     model, tok = lora_model()
     capture = gradient_capture()
     dataset = Dataset.from_dict(
         {
             "prompt": [f"task {i // group_size}" for i in range(rows)],
-            "envkit_seed": list(range(rows)),
+            "envkit_seed": [i // group_size for i in range(rows)],
         }
     )
     common = dict(
@@ -202,7 +216,7 @@ def one_step(
         )
     elif kind == "envkit":
         trainer = TRLBackend(
-            episodes=lambda inputs, _trainer: copy.deepcopy(rollout),
+            episodes=episodes,
             drop_zero_signal=drop_zero_signal,
             **common,
         )
