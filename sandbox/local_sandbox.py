@@ -1,14 +1,19 @@
 """``LocalSandbox``: bubblewrap (``bwrap``) namespaces, for machines without a Docker daemon.
 
 Each command runs in fresh user, pid, network, IPC, UTS and cgroup namespaces with all
-capabilities dropped, a read-only view of the host's ``/usr``, private ``/proc``, ``/dev`` and
-``/tmp``, no network but loopback, and rlimits (address space, processes, file size, open files).
-The work dir is a private host directory bound at ``/work``; it keeps files between commands.
+capabilities dropped, under a seccomp filter (``envkit.sandbox.seccomp``), with a read-only view
+of the host's ``/usr``, a private ``/proc`` whose ``/proc/sys`` is read-only, private ``/dev``,
+``/dev/shm`` and ``/tmp`` of bounded size, no network but loopback, no environment but the one
+envkit gives, a new empty session keyring, and rlimits (address space, processes, file size, open
+files). The root of the sandbox is read-only. The work dir is a tmpfs of ``workdir_size`` in a
+mount namespace of its own (``_bwrap_host``); it keeps files between commands.
 
-Weaker than ``DockerSandbox`` in three ways, by construction: memory is limited per process
-(RLIMIT_AS) rather than in total, the work dir is limited per file (RLIMIT_FSIZE) rather than in
-total, and there is no CPU quota. Processes never outlive their command (each command has its own
-pid namespace), so background servers do not persist between calls.
+As root, bubblewrap runs as an unprivileged host uid of its own per sandbox, so the sandboxed
+code owns nothing on the host and ``pids`` is enforced. Weaker than ``DockerSandbox``: memory is
+limited per process (RLIMIT_AS) rather than in total, there is no CPU quota, and as a non-root
+user ``pids`` counts all of that user's processes. Processes never outlive their command (each
+command has its own pid namespace), so background servers do not persist between calls.
+docs/sandbox.md lists what this backend guarantees as root and as a user.
 
 Example:
     >>> from envkit.sandbox.local_sandbox import LocalSandbox
@@ -33,8 +38,10 @@ import time
 from typing import Any
 
 from envkit.sandbox import reaper
+from envkit.sandbox._bwrap_host import WorkdirNamespace, pick_uid, spawn_setup
 from envkit.sandbox.config import SandboxConfig
 from envkit.sandbox.errors import BwrapUnavailableError
+from envkit.sandbox.seccomp import deny_filter
 from envkit.sandbox.supervised import (
     DeadlineExceeded,
     RawReply,
@@ -49,27 +56,54 @@ _INSTALL_HINT = (
     "Ubuntu 23.10+ unprivileged user namespaces may be restricted: "
     "`sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0`."
 )
+_BWRAP_ENV = {"PATH": "/usr/bin:/bin"}  # bubblewrap's own environment (pid 1 inside)
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
 
 
 @functools.cache
 def bwrap_problem() -> str | None:
-    """Why bubblewrap cannot be used here, or ``None`` when it works (checked once)."""
+    """Why bubblewrap cannot be used here, or ``None`` when it works (checked once).
+
+    As root, the check runs bubblewrap as an unprivileged uid inside a work dir namespace, as
+    every command will.
+    """
     exe = shutil.which("bwrap")
     if exe is None:
         return f"`bwrap` is not installed. {_INSTALL_HINT}"
     if not os.path.exists("/usr/bin/python3"):
         return "LocalSandbox runs /usr/bin/python3 inside bubblewrap, and it is missing."
     try:
+        deny_filter()
+    except ValueError as e:
+        return str(e)
+    if shutil.which("unshare") is None:
+        return "LocalSandbox needs `unshare` (util-linux) for its size-limited work dir."
+    uid = pick_uid() if _as_root() else None
+    host_dir = tempfile.mkdtemp(prefix="envkit-sandbox-check-")
+    ns = None
+    try:
+        ns = WorkdirNamespace(host_dir, 1 << 20, (uid, uid) if uid is not None else None)
         proc = subprocess.run(
-            [exe, "--unshare-all", "--ro-bind", "/usr", "/usr", *_usr_links(), "true"],
+            [exe, "--unshare-all", "--ro-bind", "/usr", "/usr", *_usr_links(),
+             "--bind", host_dir, "/work", "true"],
             capture_output=True,
             timeout=20,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
+            env=_BWRAP_ENV,
+            preexec_fn=spawn_setup(ns, uid, []),
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as e:
         return f"`bwrap` cannot run ({e}). {_INSTALL_HINT}"
+    finally:
+        if ns is not None:
+            ns.close()
+        shutil.rmtree(host_dir, ignore_errors=True)
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip()
-        return f"`bwrap` cannot create namespaces here ({err}). {_INSTALL_HINT}"
+        who = f" as the unprivileged uid {uid} (envkit runs as root)" if uid is not None else ""
+        return f"`bwrap` cannot create namespaces here{who} ({err}). {_INSTALL_HINT}"
     return None
 
 
@@ -86,11 +120,12 @@ def _usr_links() -> list[str]:
 
 
 class LocalSandbox(SupervisedSandbox):
-    """A sandbox made of bubblewrap namespaces around a private host directory.
+    """A sandbox made of bubblewrap namespaces around a size-limited private work dir.
 
     Args:
         config: Limits (``image``, ``cpus``, ``runtime`` and ``network`` other than ``"none"`` do
-            not apply: bubblewrap has no network but loopback).
+            not apply: bubblewrap has no network but loopback). As root, ``mounts`` must be
+            readable (and, if writable, writable) by any uid: commands run as an unprivileged one.
 
     Raises:
         BwrapUnavailableError: bubblewrap is missing or cannot create namespaces here.
@@ -108,7 +143,16 @@ class LocalSandbox(SupervisedSandbox):
                 "LocalSandbox has no network but loopback; network must be 'none' (use "
                 "DockerSandbox to opt in to a network)"
             )
+        self.host_uid: int | None = pick_uid() if _as_root() else None
+        """The unprivileged host uid commands run as when envkit is root (else ``None``)."""
         self.host_dir = tempfile.mkdtemp(prefix="envkit-sandbox-")
+        owner = (self.host_uid, self.host_uid) if self.host_uid is not None else None
+        try:
+            self._ns = WorkdirNamespace(self.host_dir, self.config.workdir_size, owner)
+        except OSError as e:
+            shutil.rmtree(self.host_dir, ignore_errors=True)
+            raise BwrapUnavailableError(f"LocalSandbox cannot make its work dir: {e}") from e
+        self._seccomp = deny_filter()
         self._procs: set[subprocess.Popen[bytes]] = set()
         self._procs_lock = threading.Lock()
         reaper.install()
@@ -118,7 +162,7 @@ class LocalSandbox(SupervisedSandbox):
     def name(self) -> str:
         return os.path.basename(getattr(self, "host_dir", "")) or super().name
 
-    def _bwrap_argv(self) -> list[str]:
+    def _bwrap_argv(self, seccomp_fd: int) -> list[str]:
         cfg = self.config
         argv = [
             "bwrap",
@@ -130,35 +174,37 @@ class LocalSandbox(SupervisedSandbox):
             "--gid", str(cfg.gid),
             "--cap-drop", "ALL",
             "--hostname", "sandbox",
+            "--seccomp", str(seccomp_fd),
             "--ro-bind", "/usr", "/usr",
             *_usr_links(),
             "--proc", "/proc",
+            "--ro-bind", "/proc/sys", "/proc/sys",
+            "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
             "--dev", "/dev",
+            "--size", str(cfg.shm_size), "--tmpfs", "/dev/shm",
             "--size", str(cfg.tmp_size), "--tmpfs", "/tmp",
             "--bind", self.host_dir, cfg.workdir,
-            "--chdir", cfg.workdir,
         ]  # fmt: skip
         for m in cfg.mounts:
             argv += ["--ro-bind" if m.read_only else "--bind", m.source, m.target]
+        argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", cfg.workdir]
         argv += ["--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin"]
         return [*argv, *supervisor_argv(cfg.python)]
 
-    def _limits(self) -> None:
-        """Runs in the forked child before ``bwrap``: the rlimits every process inherits."""
+    def _limits(self) -> list[tuple[int, int]]:
+        """The rlimits every process of a command inherits."""
         cfg = self.config
-        for res, value in (
+        return [
             (resource.RLIMIT_AS, cfg.memory),
             (resource.RLIMIT_NPROC, cfg.pids),
             (resource.RLIMIT_FSIZE, cfg.file_size),
             (resource.RLIMIT_NOFILE, cfg.nofile),
             (resource.RLIMIT_CORE, 0),
-        ):
-            with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(res, (value, value))
+        ]
 
     # ------------------------------------------------------------------ backend hooks
     def alive(self) -> bool:
-        return not self._closed and os.path.isdir(self.host_dir)
+        return not self._closed and bool(self._ns.fds) and os.path.isdir(self.host_dir)
 
     def _transport(
         self, spec: dict[str, Any], payload: bytes, *, deadline: float, max_reply: int
@@ -167,14 +213,23 @@ class LocalSandbox(SupervisedSandbox):
         if not self.alive():
             raise self._died("starting a command")
         t_end = time.monotonic() + deadline
-        proc = subprocess.Popen(
-            self._bwrap_argv(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=self._limits,
-        )
+        seccomp_fd = os.memfd_create("envkit-seccomp")
+        try:
+            os.write(seccomp_fd, self._seccomp)
+            os.lseek(seccomp_fd, 0, os.SEEK_SET)
+            proc = subprocess.Popen(
+                self._bwrap_argv(seccomp_fd),
+                executable=shutil.which("bwrap"),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_BWRAP_ENV,
+                start_new_session=True,
+                pass_fds=(seccomp_fd,),
+                preexec_fn=spawn_setup(self._ns, self.host_uid, self._limits()),
+            )
+        finally:
+            os.close(seccomp_fd)
         with self._procs_lock:
             self._procs.add(proc)
         try:
@@ -193,6 +248,7 @@ class LocalSandbox(SupervisedSandbox):
     def _destroy(self) -> None:
         reaper.untrack(self)
         self._hard_kill()
+        self._ns.close()
         shutil.rmtree(self.host_dir, ignore_errors=True)
 
 
