@@ -11,10 +11,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from envkit.env import ChatEnv
 from envkit.sandbox.config import SandboxConfig
 from envkit.sandbox.pool import Backend, SandboxPool, shared_pool
-
-from envkit.env import ChatEnv
+from envkit.sandbox.registry import check_backend
 from envkit.tools import ToolBox
 
 __all__ = ["SandboxedEnv"]
@@ -24,8 +24,8 @@ class SandboxedEnv(ChatEnv):
     """Base class of envs that run code in a sandbox.
 
     Args:
-        sandbox: Backend: ``"docker"`` (default, hardened containers) or ``"local"``
-            (bubblewrap).
+        sandbox: Backend name from ``envkit.sandbox.registry``: ``"docker"`` (default,
+            hardened containers), ``"local"`` (bubblewrap) or a registered plugin.
         sandbox_config: A ``SandboxConfig`` (or a dict of its fields) for the sandboxes.
         pool: A ``SandboxPool`` to take sandboxes from (default: the process-wide pool for
             ``sandbox`` and ``sandbox_config``).
@@ -42,11 +42,7 @@ class SandboxedEnv(ChatEnv):
         **kwargs: Any,
     ) -> None:
         super().__init__(toolbox=toolbox, **kwargs)
-        if sandbox not in ("docker", "local"):
-            raise ValueError(
-                f"sandbox={sandbox!r}: use 'docker' (hardened containers, the default) or 'local' "
-                "(bubblewrap, for machines without a Docker daemon)"
-            )
+        check_backend(sandbox)  # the one registry of backends: raises with the names it has
         if isinstance(sandbox_config, Mapping):
             sandbox_config = SandboxConfig(**sandbox_config)
         self.sandbox_backend: Backend = sandbox

@@ -150,7 +150,7 @@ class PythonToolsEnv(SandboxedEnv):
             content: The text to write.
         """
         sb = await self.asandbox()
-        await sb.awrite_files({path: content})
+        await sb.awrite_files({path: content}, timeout=self.tool_timeout)
         return f"Wrote {len(content.encode())} bytes to {path}."
 
     @tool
@@ -161,7 +161,8 @@ class PythonToolsEnv(SandboxedEnv):
             path: File path, relative to /work or absolute.
         """
         sb = await self.asandbox()
-        return (await sb.aread_file(path)).decode("utf-8", "replace")
+        data = await sb.aread_file(path, timeout=self.tool_timeout)
+        return data.decode("utf-8", "replace")
 
     @tool
     async def submit(self, answer: str) -> str:

@@ -9,13 +9,19 @@
   leftovers.
 
 Every backend follows the ``Sandbox`` protocol: ``exec`` / ``write_files`` / ``read_file`` /
-``close`` and their async twins ``aexec`` / ``awrite_files`` / ``aread_file`` / ``aclose``.
+``close``, their async twins ``aexec`` / ``awrite_files`` / ``aread_file`` / ``aclose``, and what
+pools use (``closed``, ``broken``, ``uses``, ``created_at``, ``alive()``, ``reset()``). Backends
+are chosen by name from one registry (``register_backend``, entry-point group
+``envkit.sandboxes``).
 
 Example:
+    >>> import asyncio
     >>> from envkit.sandbox import SandboxPool
-    >>> async def main():  # doctest: +SKIP
+    >>> async def main():
     ...     async with SandboxPool(size=2) as pool, pool.acquire() as sb:
     ...         return (await sb.aexec("echo hi", timeout=5)).stdout
+    >>> asyncio.run(main())
+    'hi\\n'
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from envkit.sandbox.errors import (
 )
 from envkit.sandbox.local_sandbox import LocalSandbox
 from envkit.sandbox.pool import SandboxPool, shared_pool
+from envkit.sandbox.registry import backend_names, make_sandbox, register_backend
 from envkit.sandbox.result import ExecResult
 from envkit.sandbox.supervised import SandboxFileError
 
@@ -60,5 +67,8 @@ __all__ = [
     "SandboxError",
     "SandboxFileError",
     "SandboxPool",
+    "backend_names",
+    "make_sandbox",
+    "register_backend",
     "shared_pool",
 ]

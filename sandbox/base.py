@@ -1,4 +1,5 @@
-"""The ``Sandbox`` protocol (sync and async) and the shared executor for blocking sandbox calls."""
+"""The ``Sandbox`` protocol (the contract pools and envs rely on) and the shared executor for
+blocking sandbox calls."""
 
 from __future__ import annotations
 
@@ -43,15 +44,44 @@ async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 class Sandbox(Protocol):
     """An isolated place to run untrusted commands, with a sync and an async face.
 
-    Implementations: ``DockerSandbox`` (hardened containers) and ``LocalSandbox`` (bubblewrap).
+    This is the whole contract ``SandboxPool`` and the sandboxed environments use; a backend
+    registered in ``envkit.sandbox.registry`` must provide all of it. Implementations:
+    ``DockerSandbox`` (hardened containers) and ``LocalSandbox`` (bubblewrap), both on top of
+    ``SupervisedSandbox``.
+
+    Attributes:
+        uses: How many times a pool handed this sandbox out (the pool increments it).
+        created_at: ``time.monotonic()`` when it was created (pools retire old ones).
 
     Example:
-        >>> from envkit.sandbox import DockerSandbox  # doctest: +SKIP
-        >>> with DockerSandbox() as sb:  # doctest: +SKIP
+        >>> from envkit.sandbox import DockerSandbox
+        >>> with DockerSandbox() as sb:
         ...     sb.write_files({"a.py": "print(6 * 7)"})
         ...     sb.exec("python3 a.py", timeout=5).stdout
         '42\\n'
     """
+
+    uses: int
+    created_at: float
+
+    @property
+    def closed(self) -> bool:
+        """True after ``close()``."""
+        ...
+
+    @property
+    def broken(self) -> str | None:
+        """Why it must not be used again (a pool then replaces it), or ``None``."""
+        ...
+
+    def alive(self) -> bool:
+        """True while it can run commands (cheap: a pool asks before each hand-out)."""
+        ...
+
+    def reset(self) -> bool:
+        """Makes it clean for a new episode; returns whether that is proven (else a pool
+        replaces it). Never raises for what sandboxed code did."""
+        ...
 
     def exec(
         self,
@@ -65,12 +95,14 @@ class Sandbox(Protocol):
         """Runs a command; its whole process tree is killed when ``timeout`` expires."""
         ...
 
-    def write_files(self, files: Mapping[str, str | bytes]) -> None:
-        """Writes files (paths relative to the work dir, or absolute), creating parents."""
+    def write_files(
+        self, files: Mapping[str, str | bytes], *, timeout: float | None = None
+    ) -> None:
+        """Writes regular files (paths relative to the work dir, or absolute), creating parents."""
         ...
 
-    def read_file(self, path: str) -> bytes:
-        """Returns a file's content (raises ``FileNotFoundError`` if it does not exist)."""
+    def read_file(self, path: str, *, timeout: float | None = None) -> bytes:
+        """Returns a regular file's content (raises ``FileNotFoundError`` if it does not exist)."""
         ...
 
     def close(self) -> None:
@@ -89,11 +121,13 @@ class Sandbox(Protocol):
         """Async ``exec``."""
         ...
 
-    async def awrite_files(self, files: Mapping[str, str | bytes]) -> None:
+    async def awrite_files(
+        self, files: Mapping[str, str | bytes], *, timeout: float | None = None
+    ) -> None:
         """Async ``write_files``."""
         ...
 
-    async def aread_file(self, path: str) -> bytes:
+    async def aread_file(self, path: str, *, timeout: float | None = None) -> bytes:
         """Async ``read_file``."""
         ...
 

@@ -9,11 +9,11 @@ replaced. When all ``size`` sandboxes are busy, ``acquire`` waits (back-pressure
 Example:
     >>> import asyncio
     >>> from envkit.sandbox.pool import SandboxPool
-    >>> async def main():  # doctest: +SKIP
+    >>> async def main():
     ...     async with SandboxPool(size=2) as pool:
     ...         async with pool.acquire() as sb:
     ...             return (await sb.aexec("echo hi", timeout=5)).stdout
-    >>> asyncio.run(main())  # doctest: +SKIP
+    >>> asyncio.run(main())
     'hi\\n'
 """
 
@@ -27,12 +27,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from envkit.sandbox import reaper
-from envkit.sandbox.base import run_blocking
+from envkit.sandbox.base import Sandbox, run_blocking
 from envkit.sandbox.config import SandboxConfig
 from envkit.sandbox.errors import PoolClosedError, PoolTimeoutError
+from envkit.sandbox.registry import check_backend, make_sandbox
 
 __all__ = [
     "Backend",
@@ -43,23 +44,8 @@ __all__ = [
     "shared_pool",
 ]
 
-Backend = Literal["docker", "local"]
-
-
-def make_sandbox(backend: Backend = "docker", config: SandboxConfig | None = None) -> Any:
-    """Creates one sandbox of the named backend (``"docker"`` or ``"local"`` for bubblewrap)."""
-    if backend == "docker":
-        from envkit.sandbox.docker_sandbox import DockerSandbox
-
-        return DockerSandbox(config)
-    if backend == "local":
-        from envkit.sandbox.local_sandbox import LocalSandbox
-
-        return LocalSandbox(config)
-    raise ValueError(
-        f"unknown sandbox backend {backend!r}: use 'docker' (hardened containers) or 'local' "
-        "(bubblewrap, for machines without a Docker daemon)"
-    )
+Backend = str
+"""A backend name from ``envkit.sandbox.registry`` (``"docker"``, ``"local"``, or a plugin's)."""
 
 
 class PoolStats:
@@ -105,11 +91,12 @@ class SandboxPool:
     Args:
         config: The configuration of every sandbox.
         size: Most sandboxes alive at once (busy + idle + being cleaned).
-        backend: ``"docker"`` (default) or ``"local"`` (bubblewrap).
+        backend: A name from ``envkit.sandbox.registry``: ``"docker"`` (default), ``"local"``
+            (bubblewrap) or a registered plugin.
         max_uses: Replace a sandbox after this many episodes.
         acquire_timeout: Default seconds ``acquire`` waits for a free sandbox (``None``: forever).
         check_on_acquire: Check that an idle sandbox is still alive before handing it out.
-        factory: Creates a sandbox (overrides ``backend``; for custom backends).
+        factory: Creates a sandbox (overrides ``backend``).
     """
 
     is_pool = True
@@ -123,12 +110,14 @@ class SandboxPool:
         max_uses: int = 500,
         acquire_timeout: float | None = None,
         check_on_acquire: bool = True,
-        factory: Callable[[], Any] | None = None,
+        factory: Callable[[], Sandbox] | None = None,
     ) -> None:
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
         if max_uses < 1:
             raise ValueError(f"max_uses must be >= 1, got {max_uses}")
+        if factory is None:
+            check_backend(backend)
         self.config = config if config is not None else SandboxConfig()
         self.size = size
         self.backend = backend
@@ -138,8 +127,8 @@ class SandboxPool:
         self._factory = factory or (lambda: make_sandbox(backend, self.config))
         self.stats = PoolStats()
         self._cond = threading.Condition()
-        self._idle: deque[Any] = deque()
-        self._busy: set[Any] = set()
+        self._idle: deque[Sandbox] = deque()
+        self._busy: set[Sandbox] = set()
         self._pending = 0  # being created or cleaned
         self._closed = False
         self.last_error: BaseException | None = None
@@ -215,13 +204,13 @@ class SandboxPool:
         if self._closed:
             raise PoolClosedError("The sandbox pool is closed; create a new SandboxPool.")
 
-    def _usable(self, sb: Any) -> bool:
+    def _usable(self, sb: Sandbox) -> bool:
         if sb.closed or sb.broken is not None:
             return False
         lifetime_left = self.config.lifetime - (time.monotonic() - sb.created_at)
         return lifetime_left > max(120.0, 0.1 * self.config.lifetime)
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None) -> Sandbox:
         """Takes a clean sandbox, waiting while all are busy. Release it with ``put``.
 
         Raises:
@@ -289,20 +278,20 @@ class SandboxPool:
                 )
             self._cond.wait(remaining)
 
-    def _retire_locked(self, sb: Any) -> None:
+    def _retire_locked(self, sb: Sandbox) -> None:
         """Destroys a sandbox in the background and frees its slot (caller holds the lock)."""
         self._pending += 1
         self.stats.replaced += 1
         self._workers.submit(self._retire, sb)
 
-    def _retire(self, sb: Any) -> None:
+    def _retire(self, sb: Sandbox) -> None:
         with contextlib.suppress(Exception):
             sb.close()
         with self._cond:
             self._pending -= 1
             self._cond.notify_all()
 
-    def put(self, sb: Any) -> None:
+    def put(self, sb: Sandbox | None) -> None:
         """Releases a sandbox; it is cleaned (or replaced) in the background. Idempotent."""
         if sb is None:
             return
@@ -323,7 +312,7 @@ class SandboxPool:
                 self._pending -= 1
             sb.close()
 
-    def _recycle(self, sb: Any) -> None:
+    def _recycle(self, sb: Sandbox) -> None:
         """Cleans a released sandbox back into the idle queue, or replaces it with a new one."""
         clean = self._usable(sb) and sb.uses < self.max_uses and sb.reset()
         with self._cond:
@@ -352,7 +341,7 @@ class SandboxPool:
         it at the end of the block."""
         return _Lease(self, timeout)
 
-    async def aget(self, timeout: float | None = None) -> Any:
+    async def aget(self, timeout: float | None = None) -> Sandbox:
         """Async ``get``. Cancelling the wait never loses a sandbox."""
         loop = asyncio.get_running_loop()
         from envkit.sandbox.base import _executor
