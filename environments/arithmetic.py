@@ -31,7 +31,7 @@ from envkit.env import ChatEnv, Feedback, Task
 from envkit.parsing import extract_answer, last_integer
 from envkit.types import Message
 
-__all__ = ["ArithmeticEnv"]
+__all__ = ["ArithmeticEnv", "canonical_expression"]
 
 _OPS: dict[str, Callable[[int, int], int]] = {
     "+": operator.add,
@@ -105,7 +105,7 @@ class ArithmeticEnv(ChatEnv):
             messages=[{"role": "user", "content": prompt}],
             id=f"{expression}",
             answer=answer,
-            info={"expression": expression},
+            info={"expression": expression, "canonical": canonical_expression(operands, ops)},
             reference=answer,
         )
 
@@ -121,6 +121,33 @@ class ArithmeticEnv(ChatEnv):
         else:
             text = f"{guess} is not correct. Try again."
         return Feedback(reward=0.0, messages=[{"role": "user", "content": text}], info=info)
+
+
+def canonical_expression(operands: list[int], ops: list[str]) -> str:
+    """The expression with the terms of its sum and the factors of each product sorted.
+
+    Two tasks are the same problem when they differ only in the order of commutative operands
+    (``3 + 4`` and ``4 + 3``, ``2 * 5 + 1`` and ``1 + 5 * 2``): they have the same canonical form,
+    which ``reset`` returns as ``info["canonical"]`` (use it to keep held-out tasks out of
+    training). Subtracted terms are listed after the added ones.
+
+    Example:
+        >>> canonical_expression([4, 3], ["+"]), canonical_expression([3, 4], ["+"])
+        ('3 + 4', '3 + 4')
+        >>> canonical_expression([5, 2, 1, 3], ["*", "-", "+"])
+        '2 * 5 + 3 - 1'
+    """
+    terms: list[tuple[str, list[int]]] = [("+", [operands[0]])]
+    for op, x in zip(ops, operands[1:], strict=True):
+        if op == "*":
+            terms[-1][1].append(x)
+        else:
+            terms.append((op, [x]))
+    rendered = {
+        sign: sorted(" * ".join(map(str, sorted(f))) for s, f in terms if s == sign)
+        for sign in "+-"
+    }
+    return " - ".join([" + ".join(rendered["+"]), *rendered["-"]])
 
 
 def _evaluate(operands: list[int], ops: list[str]) -> int:
