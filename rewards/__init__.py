@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 from envkit.rewards import verifiable
+from envkit.rewards.base import BaseScorer
 from envkit.rewards.diagnostics import AgreementReport, agreement, kendall_tau, spearman_rho
 from envkit.rewards.judge import JudgeCache, JudgeConfig, JudgeStats, RulerJudge
 from envkit.rewards.registry import (
@@ -60,6 +61,7 @@ from envkit.rewards.verifiable import (
 
 __all__ = [
     "AgreementReport",
+    "BaseScorer",
     "GroupScores",
     "JudgeCache",
     "JudgeConfig",

@@ -40,9 +40,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
-from envkit.rewards.result import GroupScores, describe_error
-
 from envkit._async import run_sync, to_thread
+from envkit.rewards.base import BaseScorer
+from envkit.rewards.result import GroupScores, describe_error
 from envkit.types import Trajectory, TrajectoryGroup
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def check_value(value: Any, name: str) -> tuple[float | None, str | None]:
     )
 
 
-class Reward:
+class Reward(BaseScorer):
     """A named reward function with options bound to it.
 
     Args:
@@ -184,15 +184,11 @@ class Reward:
         out._set_options(options)
         return out
 
-    def with_name(self, name: str) -> Reward:
-        """A copy under another name (to use one function twice in a ``Rubric``)."""
-        out = self._copy()
-        out.name = _check_name(name)
-        return out
+    def _check_name(self, name: str) -> str:
+        return _check_name(name)
 
     def _copy(self) -> Reward:
-        out = object.__new__(Reward)
-        out.__dict__.update(self.__dict__)
+        out: Reward = super()._copy()
         out.options = dict(self.options)
         return out
 
@@ -291,16 +287,6 @@ class Reward:
         if bad:
             return [None] * n, bad
         return [v for v, _ in checked], None
-
-    async def score_group(self, group: TrajectoryGroup) -> list[float | None]:
-        """Scores ``group`` in place (``reward``, ``reward_breakdown``, errors in ``metrics``)."""
-        scores = await self.evaluate(group)
-        scores.apply(group)
-        return list(scores.totals)
-
-    def score_group_sync(self, group: TrajectoryGroup) -> list[float | None]:
-        """``score_group`` for synchronous code."""
-        return run_sync(self.score_group(group))
 
 
 @overload

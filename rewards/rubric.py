@@ -26,15 +26,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from envkit.rewards.base import BaseScorer
 from envkit.rewards.result import GroupScores
-
-from envkit._async import run_sync
 from envkit.types import TrajectoryGroup
 
 __all__ = ["Rubric"]
 
 
-class Rubric:
+class Rubric(BaseScorer):
     """A weighted sum of rewards.
 
     Args:
@@ -94,13 +93,6 @@ class Rubric:
         """Component name -> weight."""
         return {s.name: w for s, w in self.components}
 
-    def with_name(self, name: str) -> Rubric:
-        """A copy under another name."""
-        out = object.__new__(Rubric)
-        out.__dict__.update(self.__dict__)
-        out.name = name
-        return out
-
     def bind(self, **options: Any) -> Rubric:
         """Rubrics take no options; bind them on the components instead."""
         raise TypeError("bind options on a Rubric's components (Rubric(..., options={...}))")
@@ -144,13 +136,3 @@ class Rubric:
             if terms and (not missing or self.on_missing == "skip"):
                 out.totals[i] = math.fsum(terms)
         return out
-
-    async def score_group(self, group: TrajectoryGroup) -> list[float | None]:
-        """Scores ``group`` in place (``reward``, ``reward_breakdown``, errors in ``metrics``)."""
-        scores = await self.evaluate(group)
-        scores.apply(group)
-        return list(scores.totals)
-
-    def score_group_sync(self, group: TrajectoryGroup) -> list[float | None]:
-        """``score_group`` for synchronous code."""
-        return run_sync(self.score_group(group))

@@ -23,10 +23,10 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from envkit.rewards.result import GroupScores
 from pydantic import BaseModel, Field
 
 from envkit._async import run_sync
+from envkit.rewards.result import GroupScores
 from envkit.types import TrajectoryGroup
 
 __all__ = ["Scorer", "ScoringReport", "as_scorer", "ascore_groups", "score_groups"]
@@ -34,7 +34,8 @@ __all__ = ["Scorer", "ScoringReport", "as_scorer", "ascore_groups", "score_group
 
 @runtime_checkable
 class Scorer(Protocol):
-    """What ``score_groups`` accepts: ``Reward``, ``Rubric`` and ``RulerJudge`` follow it."""
+    """What ``score_groups`` accepts. ``Reward``, ``Rubric`` and ``RulerJudge`` follow it through
+    their shared base class ``envkit.rewards.base.BaseScorer``; other objects may too."""
 
     name: str
 

@@ -26,7 +26,6 @@ from typing import Any
 
 from envkit.rewards.registry import REFERENCE_PARAM
 from envkit.rewards.scoring import Scorer, as_scorer, ascore_groups
-
 from envkit.types import Message, ToolCall, Trajectory, TrajectoryGroup
 
 __all__ = ["TRLReward", "to_trl"]

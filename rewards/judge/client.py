@@ -4,6 +4,12 @@ litellm's retries are turned off (``num_retries=0``) so that every retry is envk
 429s (honouring ``Retry-After`` up to ``backoff_max_s``), 5xx answers and connection errors are
 retried with exponential backoff and jitter; other errors (400, 401, 404, a context-window
 overflow) fail at once. A limit on requests in flight is shared by all groups of the judge.
+
+Every request a group costs (each order, each transport retry, each retry after an invalid
+answer) is counted in that group's ``JudgeStats`` and checked against one budget,
+``JudgeConfig.max_requests_per_group``: once it is spent, the group fails with
+``JudgeBudgetError`` instead of sending more. An HTTP 200 whose body holds no usable answer (no
+``choices``, ``content: null``) is a ``JudgeResponseError``, recorded like any judge failure.
 """
 
 from __future__ import annotations
@@ -17,19 +23,40 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from envkit.rewards.judge.config import JudgeConfig
-from envkit.rewards.judge.schema import JudgeResponse
 from pydantic import BaseModel, PrivateAttr
 
-__all__ = ["CallResult", "CallTally", "JudgeCallError", "JudgeClient", "JudgeStats", "is_retryable"]
+from envkit.rewards.judge.config import JudgeConfig
+from envkit.rewards.judge.schema import JudgeResponse
+
+__all__ = [
+    "CallResult",
+    "JudgeBudgetError",
+    "JudgeCallError",
+    "JudgeClient",
+    "JudgeResponseError",
+    "JudgeStats",
+    "is_retryable",
+]
 
 
 class JudgeCallError(RuntimeError):
     """A judge request failed for good (retries exhausted or an error that retrying cannot fix)."""
 
 
+class JudgeBudgetError(JudgeCallError):
+    """The group's request budget (``JudgeConfig.max_requests_per_group``) is spent."""
+
+
+class JudgeResponseError(JudgeCallError):
+    """The server answered (HTTP 200) without a usable answer: no ``choices``, no message."""
+
+
 class JudgeStats(BaseModel):
-    """Running totals of a judge: requests, retries, cache hits, tokens and cost."""
+    """Counts of judge requests, retries, cache hits, tokens and cost.
+
+    One class for both: ``RulerJudge.stats`` sums every group, and each group counts its own in
+    a fresh ``JudgeStats`` (its ``judge_*`` metrics, and its request budget).
+    """
 
     groups: int = 0
     judge_errors: int = 0
@@ -52,27 +79,11 @@ class JudgeStats(BaseModel):
 
 
 @dataclass
-class CallTally:
-    """What the requests for one group cost (the judge's ``JudgeStats`` sums all groups)."""
-
-    calls: int = 0
-    retries: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    cost_unknown_calls: int = 0
-
-    def add(self, **deltas: float) -> None:
-        for name, delta in deltas.items():
-            setattr(self, name, getattr(self, name) + delta)
-
-
-@dataclass
 class CallResult:
     """One successful response."""
 
     content: str
+    finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float | None
@@ -125,6 +136,11 @@ def _retry_after(error: BaseException) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def _short_text(value: Any, limit: int = 300) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _short(error: BaseException) -> str:
@@ -199,21 +215,34 @@ class JudgeClient:
             delay = max(delay, min(hinted, c.backoff_max_s))
         return delay
 
-    def count(self, tally: CallTally | None, **deltas: float) -> None:
-        """Adds ``deltas`` to the judge's stats and to ``tally``."""
+    def count(self, tally: JudgeStats | None, **deltas: float) -> None:
+        """Adds ``deltas`` to the judge's stats and to ``tally`` (a group's own counts)."""
         self.stats.add(**deltas)
         if tally is not None:
             tally.add(**deltas)
 
+    def _spend(self, tally: JudgeStats | None) -> None:
+        """Counts one request, or raises ``JudgeBudgetError`` if the group's budget is spent."""
+        budget = self.config.max_requests_per_group
+        if tally is not None and tally.calls >= budget:
+            raise JudgeBudgetError(
+                f"the group's judge request budget is spent ({budget} requests, "
+                "JudgeConfig.max_requests_per_group)"
+            )
+        self.count(tally, calls=1)
+
     async def complete(
-        self, messages: list[dict[str, Any]], tally: CallTally | None = None
+        self, messages: list[dict[str, Any]], tally: JudgeStats | None = None
     ) -> CallResult:
         """Sends one request (retrying transient failures) and returns the answer's text.
 
-        ``tally`` (if given) counts this request's calls, retries, tokens and cost too.
+        ``tally`` (a group's ``JudgeStats``, if given) counts this request's calls, retries,
+        tokens and cost too, and its ``calls`` are held to ``max_requests_per_group``.
 
         Raises:
             JudgeCallError: retries exhausted, or an error retrying cannot fix.
+            JudgeBudgetError: the group's request budget is spent.
+            JudgeResponseError: an HTTP 200 without a usable answer.
         """
         litellm = _litellm()
         kwargs: dict[str, Any] = {
@@ -233,10 +262,12 @@ class JudgeClient:
             start = time.perf_counter()
             try:
                 async with self._limit():
-                    self.count(tally, calls=1)
+                    self._spend(tally)
                     response = await asyncio.wait_for(
                         litellm.acompletion(**kwargs), self.config.timeout_s + 5
                     )
+            except JudgeBudgetError:
+                raise
             except Exception as e:
                 if not is_retryable(e):
                     raise JudgeCallError(f"judge request failed: {_short(e)}") from e
@@ -250,10 +281,12 @@ class JudgeClient:
             return self._result(litellm, response, time.perf_counter() - start, attempt, tally)
 
     def _result(
-        self, litellm: Any, response: Any, latency: float, attempts: int, tally: CallTally | None
+        self, litellm: Any, response: Any, latency: float, attempts: int, tally: JudgeStats | None
     ) -> CallResult:
         choice = response.choices[0] if getattr(response, "choices", None) else None
-        content = getattr(getattr(choice, "message", None), "content", None) or ""
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
+        finish_reason = getattr(choice, "finish_reason", None)
         usage = getattr(response, "usage", None)
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -272,8 +305,17 @@ class JudgeClient:
             self.count(tally, cost_unknown_calls=1)
         else:
             self.count(tally, cost_usd=float(cost))
+        if choice is None or message is None:
+            raise JudgeResponseError(
+                f"the judge server answered without choices: {_short_text(response)}"
+            )
+        if content is None:
+            raise JudgeResponseError(
+                f"the judge's answer has no text (content: null, finish_reason={finish_reason!r})"
+            )
         return CallResult(
             content=content,
+            finish_reason=finish_reason,
             prompt_tokens=prompt,
             completion_tokens=completion,
             cost_usd=None if cost is None else float(cost),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["JudgeConfig"]
 
@@ -27,6 +27,13 @@ class JudgeConfig(BaseModel):
     timeout_s: float = Field(60.0, gt=0, description="Seconds per request before it is retried.")
     max_retries: int = Field(
         4, ge=0, description="Retries after a timeout, a 429, a 5xx or a connection error."
+    )
+    max_requests_per_group: int = Field(
+        8,
+        ge=1,
+        description="The most requests one group may cost, all together: both orders, transport "
+        "retries and retries after invalid answers share this one budget (cache hits are free). "
+        "When it is spent the group gets judge_error instead of more requests.",
     )
     max_invalid_retries: int = Field(
         2,
@@ -83,3 +90,11 @@ class JudgeConfig(BaseModel):
         description="Extra arguments of litellm.acompletion (e.g. extra_headers, "
         "input_cost_per_token); they are part of the cache key.",
     )
+
+    @model_validator(mode="after")
+    def _budget_fits_the_orders(self) -> JudgeConfig:
+        if self.both_orders and self.max_requests_per_group < 2:
+            raise ValueError(
+                "both_orders=True sends two requests per group: set max_requests_per_group >= 2"
+            )
+        return self

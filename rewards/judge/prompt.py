@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from envkit.rewards.judge.config import JudgeConfig
-
 from envkit.types import Message, Trajectory
 
 __all__ = [

@@ -29,14 +29,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from envkit.rewards.base import BaseScorer
 from envkit.rewards.judge.cache import JudgeCache, cache_key
-from envkit.rewards.judge.client import CallTally, JudgeCallError, JudgeClient, JudgeStats
+from envkit.rewards.judge.client import JudgeCallError, JudgeClient, JudgeStats
 from envkit.rewards.judge.config import JudgeConfig
 from envkit.rewards.judge.prompt import build_messages, fix_message
 from envkit.rewards.judge.schema import InvalidJudgeOutput, TrajectoryScore, parse_judge_output
-from envkit.rewards.result import GroupScores
-
-from envkit._async import run_sync
+from envkit.rewards.result import GroupScores, describe_error
 from envkit.types import Trajectory, TrajectoryGroup
 
 __all__ = ["RulerJudge"]
@@ -49,7 +48,7 @@ def _fingerprint(trajectories: list[Trajectory]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class RulerJudge:
+class RulerJudge(BaseScorer):
     """A group reward that asks an LLM to score a whole ``TrajectoryGroup`` at once.
 
     Args:
@@ -64,7 +63,9 @@ class RulerJudge:
         name: The component name (in breakdowns, metrics and rubrics).
         config: A ``JudgeConfig``; keyword ``options`` override its fields.
         **options: ``JudgeConfig`` fields (``timeout_s``, ``max_retries``, ``clamp``,
-            ``both_orders``, ``max_concurrency``...).
+            ``both_orders``, ``max_concurrency``, ``max_requests_per_group``...).
+
+    ``with_name`` copies share the stats, the client and the cache.
 
     Raises:
         ValueError: an empty model string or an unknown option.
@@ -116,13 +117,6 @@ class RulerJudge:
         where = f", api_base={self.api_base!r}" if self.api_base else ""
         return f"RulerJudge({self.model!r}{where}, name={self.name!r})"
 
-    def with_name(self, name: str) -> RulerJudge:
-        """A copy under another name (shares the stats and the cache)."""
-        out = object.__new__(RulerJudge)
-        out.__dict__.update(self.__dict__)
-        out.name = name
-        return out
-
     def bind(self, **options: Any) -> RulerJudge:
         """A copy whose config has ``options`` (``JudgeConfig`` fields) changed."""
         return RulerJudge(
@@ -141,7 +135,7 @@ class RulerJudge:
         return int.from_bytes(digest[:8], "little") >> 1
 
     async def _judge_order(
-        self, ordered: list[Trajectory], ids: list[str], tally: CallTally
+        self, ordered: list[Trajectory], ids: list[str], tally: JudgeStats
     ) -> dict[str, TrajectoryScore]:
         cfg = self.config
         messages = build_messages(ordered, ids, self.rubric, cfg)
@@ -154,8 +148,7 @@ class RulerJudge:
                 except InvalidJudgeOutput:
                     parsed = None
                 if parsed is not None:
-                    self.stats.add(cache_hits=1)
-                    tally.add(cache_hits=1)
+                    self.client.count(tally, cache_hits=1)
                     return parsed
         convo = list(messages)
         for attempt in range(cfg.max_invalid_retries + 1):
@@ -163,16 +156,22 @@ class RulerJudge:
             try:
                 parsed = parse_judge_output(result.content, ids, clamp=cfg.clamp)
             except InvalidJudgeOutput as e:
-                self.stats.add(invalid_answers=1)
+                problem = str(e)
+                if result.finish_reason == "length":
+                    problem += (
+                        " (the answer was cut off at the token limit, finish_reason='length'; "
+                        "raise JudgeConfig.max_tokens)"
+                    )
+                self.client.count(tally, invalid_answers=1)
                 if attempt == cfg.max_invalid_retries:
                     raise InvalidJudgeOutput(
-                        f"invalid judge answer after {attempt + 1} attempt(s): {e}"
+                        f"invalid judge answer after {attempt + 1} attempt(s): {problem}"
                     ) from None
                 self.client.count(tally, retries=1)
                 convo = [
                     *messages,
                     {"role": "assistant", "content": result.content},
-                    {"role": "user", "content": fix_message(str(e), ids)},
+                    {"role": "user", "content": fix_message(problem, ids)},
                 ]
                 continue
             if self.cache is not None:
@@ -201,7 +200,7 @@ class RulerJudge:
         if self.config.both_orders and len(live) > 1:
             orders.append(order[::-1])
         ids = [f"T{k + 1}" for k in range(len(live))]
-        tally = CallTally()
+        tally = JudgeStats()
         results = await asyncio.gather(
             *(self._judge_order([group[i] for i in o], ids, tally) for o in orders),
             return_exceptions=True,
@@ -221,10 +220,13 @@ class RulerJudge:
         }
         failures = [r for r in results if isinstance(r, BaseException)]
         for failure in failures:
-            if not isinstance(failure, (JudgeCallError, InvalidJudgeOutput)):
+            if not isinstance(failure, Exception):  # cancellation, KeyboardInterrupt
                 raise failure
         if failures:
-            reason = f"judge {self.model!r} could not score this group: {failures[0]}"
+            first = failures[0]
+            known = isinstance(first, (JudgeCallError, InvalidJudgeOutput))
+            why = str(first) if known else describe_error(first, "the judge")
+            reason = f"judge {self.model!r} could not score this group: {why}"
             self.stats.add(judge_errors=1)
             scores.group_error = reason
             for i in live:
@@ -240,17 +242,3 @@ class RulerJudge:
                 f"{p}_reward_hacking": any(v.reward_hacking for v in verdicts),
             }
         return scores
-
-    async def score_group(self, group: TrajectoryGroup) -> list[float | None]:
-        """Judges ``group`` and writes the scores (``reward``, ``reward_breakdown``, metrics).
-
-        Returns the scores in the group's order; ``None`` for failed episodes and, when the
-        group could not be judged, for all (then ``group.outcome == "judge_error"``).
-        """
-        scores = await self.evaluate(group)
-        scores.apply(group)
-        return list(scores.totals)
-
-    def score_group_sync(self, group: TrajectoryGroup) -> list[float | None]:
-        """``score_group`` for synchronous code."""
-        return run_sync(self.score_group(group))

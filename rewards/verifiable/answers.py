@@ -22,9 +22,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from envkit.rewards.registry import reward
-
 from envkit.parsing import as_number, extract_answer, final_response, normalize_text, parse_number
+from envkit.rewards.registry import reward
 from envkit.types import Trajectory
 
 __all__ = ["exact_match", "numeric_match"]

@@ -11,8 +11,11 @@ checker; pair it with a judge whose rubric names reward hacking.
 
 Example:
     >>> from envkit.rewards import get
-    >>> from envkit.sandbox import DockerSandbox  # doctest: +SKIP
-    >>> with DockerSandbox() as sb:  # doctest: +SKIP
+    >>> from envkit.sandbox import DockerSandbox
+    >>> from envkit.types import Trajectory
+    >>> reply = "```python\\ndef add(a, b):\\n    return a + b\\n```"
+    >>> trajectory = Trajectory(env_id="e", messages=[{"role": "assistant", "content": reply}])
+    >>> with DockerSandbox() as sb:
     ...     r = get("code_tests").bind(sandbox=sb, tests=["assert add(2, 3) == 5"])
     ...     r.score_trajectory_sync(trajectory)
     1.0
@@ -26,9 +29,8 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from envkit.rewards.registry import reward
-
 from envkit.parsing import extract_code, final_response
+from envkit.rewards.registry import reward
 from envkit.types import Trajectory
 
 __all__ = ["code_tests"]
@@ -88,9 +90,8 @@ async def code_tests(
     spec = {"tests": list(tests), "nonce": nonce, "dir": workdir, "timeout": timeout_s}
     async with AsyncExitStack() as stack:
         if sandbox is None:
-            from envkit.sandbox import DockerSandbox
-
             from envkit._async import to_thread
+            from envkit.sandbox import DockerSandbox
 
             sb = await to_thread(DockerSandbox)
             stack.push_async_callback(sb.aclose)

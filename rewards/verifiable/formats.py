@@ -16,9 +16,8 @@ import json
 import re
 from typing import Any, Literal
 
-from envkit.rewards.registry import reward
-
 from envkit.parsing import final_response
+from envkit.rewards.registry import reward
 from envkit.types import Trajectory
 
 __all__ = ["json_valid", "regex_match"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Literal
 
 from envkit.rewards.registry import reward
-
 from envkit.types import Trajectory
 
 __all__ = ["length_penalty"]

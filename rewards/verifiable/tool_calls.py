@@ -23,7 +23,6 @@ import json
 from typing import Any
 
 from envkit.rewards.registry import reward
-
 from envkit.types import ToolCall, Trajectory
 
 __all__ = ["tool_call_problem", "tool_calls_valid"]

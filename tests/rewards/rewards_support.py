@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from envkit.rewards import RulerJudge
-
 from envkit.types import Message, ToolCall, Trajectory, TrajectoryGroup
 
 SYSTEM = "You are a meticulous assistant. " * 40  # a long system prompt, easy to count

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from envkit.rewards import get, score_groups
 
+from envkit.rewards import get, score_groups
 from envkit.types import Message, Trajectory, TrajectoryGroup
 
 pytestmark = pytest.mark.docker

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from envkit.rewards import agreement, kendall_tau, spearman_rho
 
 

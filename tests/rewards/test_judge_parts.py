@@ -6,6 +6,8 @@ import asyncio
 import json
 
 import pytest
+from rewards_support import SYSTEM, TASK, TOOLS, group, trajectory
+
 from envkit.rewards import JudgeCache, JudgeConfig, RulerJudge
 from envkit.rewards.judge import (
     DEFAULT_RUBRIC,
@@ -16,8 +18,6 @@ from envkit.rewards.judge import (
 )
 from envkit.rewards.judge.client import is_retryable
 from envkit.rewards.judge.prompt import render_message, shared_prefix_length
-from rewards_support import SYSTEM, TASK, TOOLS, group, trajectory
-
 from envkit.types import Message
 
 IDS = ["T1", "T2", "T3"]

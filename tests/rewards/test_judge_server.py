@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from envkit.rewards import JudgeCache, Rubric, score_groups
 from rewards_support import SYSTEM, TASK, group, judge_for, score_of_answer
 
+from envkit.rewards import JudgeCache, Rubric, score_groups
 from envkit.testing import Reply, ScriptedOpenAIServer, ruler_answer, ruler_responder
 
 ANSWERS = ("It is 391.", "It is 400.", "391, computed as 17*23.", "I don't know.")

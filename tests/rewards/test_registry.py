@@ -12,6 +12,9 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from rewards_support import group, trajectory
+
+import envkit
 from envkit.rewards import (
     Reward,
     default_reward_for,
@@ -24,9 +27,6 @@ from envkit.rewards import (
     unregister,
 )
 from envkit.rewards import registry as registry_mod
-from rewards_support import group, trajectory
-
-import envkit
 
 
 @pytest.fixture

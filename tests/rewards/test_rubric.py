@@ -6,11 +6,11 @@ import asyncio
 import functools
 
 import pytest
-from envkit.rewards import Reward, Rubric, as_scorer, ascore_groups, get, score_groups
 from rewards_support import group
 
 import envkit
 from envkit.policies import CallablePolicy
+from envkit.rewards import Reward, Rubric, as_scorer, ascore_groups, get, score_groups
 
 
 def ends_with_391(trajectory) -> float:

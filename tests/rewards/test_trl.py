@@ -7,9 +7,9 @@ import os
 import re
 
 import pytest
-from envkit.rewards import Reward, Rubric, to_trl
 from rewards_support import judge_for
 
+from envkit.rewards import Reward, Rubric, to_trl
 from envkit.testing import Reply, ScriptedOpenAIServer, ruler_responder
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from envkit.rewards import get, score_groups
 from envkit.rewards.verifiable import (
     exact_match,
@@ -12,7 +13,6 @@ from envkit.rewards.verifiable import (
     regex_match,
     tool_calls_valid,
 )
-
 from envkit.types import Completion, Message, ToolCall, Trajectory, TrajectoryGroup
 
 
