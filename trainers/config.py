@@ -245,20 +245,20 @@ class GRPOConfig(BaseModel):
         return cls.model_validate(dict(data)).override(overrides)
 
     def override(self, items: Iterable[str] | Mapping[str, Any]) -> GRPOConfig:
-        """A copy with fields replaced: ``["key=value", ...]`` (values parsed as YAML) or a dict.
+        """A copy with fields replaced: ``["key=value", ...]`` or a dict.
+
+        Items are read like every CLI ``KEY=VALUE`` (``envkit._kv``): VALUE is JSON when it
+        parses, ``[...]``/``{...}`` may be YAML flow style, anything else is the plain string.
 
         Raises:
             ValueError: an item is not ``key=value``, a key is unknown or a value invalid.
         """
+        from envkit._kv import parse_items
+
         if isinstance(items, Mapping):
             updates = dict(items)
         else:
-            updates = {}
-            for item in items:
-                key, sep, value = str(item).partition("=")
-                if not sep or not key.strip():
-                    raise ValueError(f"{item!r} is not KEY=VALUE (e.g. learning_rate=2e-4)")
-                updates[key.strip().replace("-", "_")] = _parse_value(value)
+            updates = parse_items(items, example="learning_rate=2e-4")
         if not updates:
             return self
         _check_keys(updates, "override")
@@ -278,15 +278,6 @@ class GRPOConfig(BaseModel):
             default = f.default_factory() if f.default_factory else f.default  # type: ignore[call-arg]
             rows.append((name, json.dumps(default), f.description or ""))
         return rows
-
-
-def _parse_value(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
 
 
 def _check_keys(data: Mapping[str, Any], where: str) -> None:

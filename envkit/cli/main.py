@@ -5,7 +5,6 @@ Run ``envkit --help`` or ``envkit COMMAND --help``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 import envkit
+from envkit._kv import KeyValueError, parse_items
 from envkit.registration import full_id, registered_ids
 
 app = typer.Typer(
@@ -32,24 +32,18 @@ KwargOption = Annotated[
     typer.Option(
         "--kwarg",
         "-k",
-        help="Env constructor argument as KEY=VALUE (VALUE parsed as JSON when it can be); "
-        "repeat for more.",
+        help="Env constructor argument as KEY=VALUE (VALUE is JSON when it parses, e.g. 2, "
+        "true, [1, 2]; else the plain string); repeat for more.",
     ),
 ]
 
 
 def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
-    """Parses ``KEY=VALUE`` strings; values are JSON when they parse, else plain strings."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE (e.g. --kwarg max_turns=2)")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    """``-k/--kwarg`` items as a dict (rules: ``envkit._kv``, shared by every CLI option)."""
+    try:
+        return parse_items(items, example="--kwarg max_turns=2")
+    except KeyValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 def _resolve(env_id: str) -> str:

@@ -14,7 +14,6 @@ Examples::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,16 +31,12 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _kwargs(items: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise _fail(f"{item!r} is not KEY=VALUE (e.g. --kwarg max_turns=2)")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    from envkit._kv import KeyValueError, parse_items
+
+    try:
+        return parse_items(items, example="--kwarg max_turns=2")
+    except KeyValueError as e:
+        raise _fail(str(e)) from None
 
 
 def _reward(reward: str | None, judge: str | None, judge_api_base: str | None) -> Any:

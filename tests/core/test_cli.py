@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -129,6 +130,52 @@ def test_bad_options_exit_2(args: list[str], needle: str) -> None:
 )
 def test_parse_kwargs(items: list[str] | None, expected: dict) -> None:
     assert parse_kwargs(items) == expected
+
+
+# Values whose meaning differed between `-k` (JSON) and `--set` (YAML) before one parser.
+SAME_MEANING = {
+    "lr": ("2e-4", 2e-4),  # YAML: the string '2e-4'
+    "clock": ("1:30", "1:30"),  # YAML: 90
+    "code": ("007", "007"),  # YAML: 7
+    "flag": ("yes", "yes"),  # YAML: True
+    "ops": ("+*", "+*"),
+    "nums": ("[1, 2]", [1, 2]),
+    "quoted": ('"1"', "1"),
+    "flow": ("{t: 1:30, n: 2}", {"t": "1:30", "n": 2}),
+}
+
+
+def test_one_key_value_meaning_across_the_cli() -> None:
+    from envkit.cli.train import _kwargs
+    from envkit.trainers.config import GRPOConfig
+
+    items = [f"{key}={text}" for key, (text, _) in SAME_MEANING.items()]
+    expected = {key: value for key, (_, value) in SAME_MEANING.items()}
+    assert parse_kwargs(items) == expected  # envkit check/eval -k
+    assert _kwargs(items) == expected  # envkit train -k
+    # envkit train --set: the free-form env_kwargs field keeps the values as parsed.
+    flow = "{" + ", ".join(f"{k}: {t}" for k, (t, _) in SAME_MEANING.items()) + "}"
+    assert GRPOConfig().override([f"env_kwargs={flow}"]).env_kwargs == expected
+    assert GRPOConfig().override(["learning-rate=2e-4"]).learning_rate == 2e-4
+
+
+@pytest.mark.parametrize(
+    ("items", "needle"),
+    [
+        (["max_turns"], "is not KEY=VALUE (e.g. --kwarg max_turns=2)"),
+        (["=2"], "is not KEY=VALUE"),
+        (["max turns=2"], "is not a name"),
+        (["a=1", "a=2"], "'a' is given twice"),
+        (["a={b: [1"], "looks like a list or mapping but does not parse"),
+    ],
+)
+def test_bad_key_values_say_what_is_wrong(items: list[str], needle: str) -> None:
+    from envkit.cli.train import _kwargs
+
+    with pytest.raises(typer.BadParameter, match=re.escape(needle)):
+        parse_kwargs(items)
+    with pytest.raises(typer.Exit):
+        _kwargs(items)
 
 
 # ------------------------------------------------------------------ real subprocesses
