@@ -3,7 +3,11 @@
 Each request is one ``litellm.acompletion`` call; up to ``concurrency`` run at once. Local
 OpenAI-compatible servers (vLLM, SGLang, llama.cpp, Ollama) work through ``api_base`` with a
 model string such as ``"openai/<served-model-name>"``. Errors raise (after litellm's own
-``num_retries``); a rollout records them as ``outcome="policy_error"``.
+``num_retries``); a rollout records them as ``outcome="policy_error"``. That includes an HTTP
+200 whose body holds no usable turn (no ``choices``, or ``content: null`` without tool calls):
+``ModelResponseError``, never an empty answer the env would score as a silent 0. A reply cut at
+the token limit is still a turn (the env judges it); its ``finish_reason="length"`` is kept on the
+``Completion``, and cut tool-call arguments are kept as text (the env reports invalid JSON).
 
 API policies have no token ids: ``Completion.prompt_token_ids``, ``token_ids`` and ``logprobs``
 stay ``None``; ``usage`` is filled when the server reports it.
@@ -31,7 +35,11 @@ from envkit.policies.base import BasePolicy
 from envkit.policies.toolcall_parsing import new_call_id
 from envkit.types import Completion, GenerationRequest, Message, ToolCall, Usage
 
-__all__ = ["LiteLLMPolicy"]
+__all__ = ["LiteLLMPolicy", "ModelResponseError"]
+
+
+class ModelResponseError(RuntimeError):
+    """The model server answered (HTTP 200) without a usable assistant turn."""
 
 
 class LiteLLMPolicy(BasePolicy):
@@ -157,9 +165,12 @@ def _needs_mcp_bypass(litellm: Any) -> bool:
 def _to_completion(response: Any, model: str) -> Completion:
     choices = getattr(response, "choices", None) or []
     if not choices:
-        raise RuntimeError(f"{model}: the response has no choices: {str(response)[:500]}")
+        raise ModelResponseError(f"{model}: the response has no choices: {str(response)[:500]}")
     choice = choices[0]
-    message = choice.message
+    message = getattr(choice, "message", None)
+    finish_reason = getattr(choice, "finish_reason", None)
+    if message is None:
+        raise ModelResponseError(f"{model}: the response's choice has no message: {choice}")
     calls = [
         ToolCall.create(
             tc.function.name or "",
@@ -170,11 +181,14 @@ def _to_completion(response: Any, model: str) -> Completion:
     ]
     content = getattr(message, "content", None)
     if content is None and not calls:
-        content = ""  # an empty answer is still an answer (the env judges it)
+        raise ModelResponseError(
+            f"{model}: the answer has neither text nor tool calls (content: null, "
+            f"finish_reason={finish_reason!r})"
+        )
     usage = getattr(response, "usage", None)
     return Completion(
         message=Message(role="assistant", content=content, tool_calls=calls or None),
-        finish_reason=getattr(choice, "finish_reason", None),
+        finish_reason=finish_reason,
         usage=Usage(
             prompt_tokens=usage.prompt_tokens or 0, completion_tokens=usage.completion_tokens or 0
         )

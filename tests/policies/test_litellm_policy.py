@@ -215,3 +215,41 @@ def test_bad_arguments_are_rejected(kwargs, match):
     model = kwargs.pop("model", "openai/x")
     with pytest.raises(ValueError, match=match):
         LiteLLMPolicy(model, **kwargs)
+
+
+# ------------------------------------------------------------------ HTTP 200, bad bodies
+NO_CHOICES = {"id": "x", "object": "chat.completion", "created": 0, "model": "test-model"}
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (Reply(body=NO_CHOICES), "no 'choices'"),
+        (Reply(body={**NO_CHOICES, "choices": []}), "ModelResponseError"),
+        (Reply(content=None), "content: null"),
+    ],
+    ids=["no-choices", "empty-choices", "null-content"],
+)
+def test_a_bad_body_is_a_recorded_policy_error_not_a_zero(openai_server, reply, reason):
+    openai_server.responder = lambda request: reply
+    policy = make_policy(openai_server)
+    [group] = envkit.collect(OneShotEnv, policy, seeds=[0], group_size=2, progress=False)
+    for t in group:
+        assert t.outcome == "policy_error" and t.reward is None, (t.outcome, t.reward)
+        assert reason in (t.error or ""), t.error
+        assert t.num_turns == 0  # no made-up empty answer was sent to the env
+    assert len(openai_server.requests) == 2
+
+
+def test_a_reply_cut_at_the_token_limit_is_kept_and_marked(openai_server):
+    cut = '{"a": 2, "b'
+    openai_server.script(
+        Reply(content="hi, the answer is", finish_reason="length"),
+        Reply.calling(("add", cut), finish_reason="length"),
+    )
+    policy = make_policy(openai_server)
+    text = policy([{"role": "user", "content": "q"}])
+    assert text.message.content == "hi, the answer is" and text.finish_reason == "length"
+    call = policy.generate([GenerationRequest(messages=[Message(role="user", content="q")])])[0]
+    assert call.finish_reason == "length"
+    assert call.message.tool_calls[0].function.arguments == cut  # the env reports invalid JSON
