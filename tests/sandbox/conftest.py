@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from envkit.sandbox import DockerSandbox, SandboxConfig
+
+from envkit.sandbox import DockerSandbox, Sandbox, SandboxConfig
 from envkit.sandbox.pool import SandboxPool
+from envkit.sandbox.registry import make_sandbox
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +67,31 @@ def container_state(docker_client: Any) -> Callable[[str], dict[str, Any] | None
             return None
 
     return state
+
+
+BACKENDS = [pytest.param("docker", marks=pytest.mark.docker), "local"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each built-in backend in turn. Docker fails with its how-to-fix message when unusable;
+    bubblewrap is skipped, with the reason, where it cannot create namespaces."""
+    if request.param == "docker":
+        request.getfixturevalue("docker_client")
+    else:
+        from envkit.sandbox.local_sandbox import bwrap_problem
+
+        problem = bwrap_problem()
+        if problem:
+            pytest.skip(f"bubblewrap cannot run here: {problem}")
+    return str(request.param)
+
+
+@pytest.fixture
+def any_sandbox(backend: str) -> Iterator[Sandbox]:
+    """A fresh sandbox of ``backend`` for one hostile test."""
+    sb = make_sandbox(backend, SandboxConfig())
+    try:
+        yield sb
+    finally:
+        sb.close()

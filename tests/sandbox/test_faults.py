@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from envkit.errors import InfraError
 from envkit.sandbox import (
     DockerPermissionError,
     DockerSandbox,
@@ -22,8 +24,6 @@ from envkit.sandbox import (
     SandboxDiedError,
 )
 from envkit.sandbox.docker_client import forget_clients
-
-from envkit.errors import InfraError
 
 pytestmark = pytest.mark.docker
 

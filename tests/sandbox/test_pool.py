@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+
 from envkit.sandbox import PoolClosedError, PoolTimeoutError, SandboxConfig
 from envkit.sandbox.pool import SandboxPool, close_shared_pools, shared_pool
 

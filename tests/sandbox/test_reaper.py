@@ -11,8 +11,9 @@ import time
 from typing import Any
 
 import pytest
-from envkit.sandbox import DockerSandbox, SandboxConfig, SandboxDiedError, reaper
 from typer.testing import CliRunner
+
+from envkit.sandbox import DockerSandbox, SandboxConfig, SandboxDiedError, reaper
 
 pytestmark = pytest.mark.docker
 
