@@ -19,6 +19,7 @@ above fail when the mask does not reach the loss.
 from __future__ import annotations
 
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,12 @@ from envkit.env import ChatEnv, Feedback, Task
 from envkit.policies import CallablePolicy, HFPolicy
 from envkit.policies.toolcall_parsing import parse_tool_calls
 from envkit.tools import ToolBox, tool
-from envkit.trainers.config import GRPOConfig
+from envkit.trainers.config import GRPOConfig, LossType
 from envkit.trainers.episodes import BackgroundLoop, EpisodeSource
 from envkit.types import Completion, GenerationRequest, Message
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from test_loss_equivalence import LOSS_TYPES  # noqa: E402
 from train_support import lora_model, one_step  # noqa: E402
 
 
@@ -210,7 +210,7 @@ def reference_gradient(
     return dict(zip(params, grads, strict=True)), float(loss_tokens.sum())
 
 
-@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+@pytest.mark.parametrize("loss_type", typing.get_args(LossType))
 def test_env_tokens_get_exactly_zero_gradient(tmp_path: Path, loss_type: str) -> None:
     observer, sent, _ = play_step(tmp_path, loss_type)
     assert sorted(sent["rewards"]) == [0.0, 1.0]  # a group with signal: both rows are trained

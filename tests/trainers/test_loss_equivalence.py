@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from envkit.trainers.config import LossType
 
 HERE = Path(__file__).parent

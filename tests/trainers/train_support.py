@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,7 @@ def one_step(
     micro_batches: int = 1,
     loss_type: str = "dapo",
     drop_zero_signal: bool = True,
-    callbacks: list[Any] = (),  # type: ignore[assignment]
+    callbacks: Sequence[Any] = (),
     setup: Any = None,
 ) -> dict[str, Any]:
     """Runs one real training step on the fixed ``rollout`` and returns the parameter gradients.
