@@ -12,10 +12,11 @@ step info's ``submitted`` is the model's answer; the task's ``reference`` (copie
 
 Example:
     >>> import envkit
-    >>> env = envkit.make("PythonTools-v0")  # doctest: +SKIP
-    >>> obs, info = env.reset(seed=3)  # doctest: +SKIP
-    >>> [t["function"]["name"] for t in env.unwrapped.tool_schemas]  # doctest: +SKIP
+    >>> env = envkit.make("PythonTools-v0")
+    >>> obs, info = env.reset(seed=3)
+    >>> [t["function"]["name"] for t in env.unwrapped.tool_schemas]
     ['run_python', 'run_shell', 'write_file', 'read_file', 'submit']
+    >>> env.close()
 """
 
 from __future__ import annotations

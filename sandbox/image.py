@@ -8,8 +8,8 @@ python3).
 
 Example:
     >>> from envkit.sandbox.image import build_image
-    >>> build_image()  # doctest: +SKIP
-    BuildResult(tag='envkit-sandbox:latest', built=False, seconds=0.01)
+    >>> build_image()  # up to date here: nothing is rebuilt
+    BuildResult(tag='envkit-sandbox:latest', built=False, seconds=...)
 """
 
 from __future__ import annotations

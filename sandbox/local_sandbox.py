@@ -17,7 +17,7 @@ docs/sandbox.md lists what this backend guarantees as root and as a user.
 
 Example:
     >>> from envkit.sandbox.local_sandbox import LocalSandbox
-    >>> with LocalSandbox() as sb:  # doctest: +SKIP
+    >>> with LocalSandbox() as sb:
     ...     print(sb.exec("echo $((6 * 7))", timeout=5).stdout)
     42
 """

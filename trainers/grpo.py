@@ -10,9 +10,9 @@ Example:
     >>> from envkit.trainers import GRPOConfig, GRPOTrainer
     >>> cfg = GRPOConfig(max_steps=2, group_size=4, groups_per_step=2, max_new_tokens=8,
     ...                  progress=False, output_dir=tempfile.mkdtemp() + "/run")
-    >>> with GRPOTrainer("tiny-random", "Arithmetic-v0", config=cfg) as trainer:  # doctest: +SKIP
+    >>> with GRPOTrainer("tiny-random", "Arithmetic-v0", config=cfg) as trainer:
     ...     result = trainer.train()
-    >>> result.adapter_dir.name  # doctest: +SKIP
+    >>> result.adapter_dir.name
     'adapter'
 """
 
