@@ -2,14 +2,12 @@
 
 Each test runs an attack in a sandbox from a pool (scrubbed or replaced afterwards) and checks
 that the ``ExecResult`` says what happened, that the same sandbox still works where it should,
-and that another sandbox and the host stay healthy. Network tests only ever talk to a server this
-test starts on the host's 127.0.0.1.
+and that another sandbox and the host stay healthy. Network isolation is in test_network.py.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -39,81 +37,7 @@ def _still_usable(sb: DockerSandbox) -> None:
     assert r.stdout == "alive\n", r
 
 
-# ---------------------------------------------------------------------------------- network
-def test_only_loopback_and_no_route(victim: DockerSandbox, bystander: DockerSandbox) -> None:
-    r = victim.exec(
-        "cat /proc/net/dev; echo ===; cat /proc/net/route; echo ===; "
-        "cat /proc/net/ipv6_route 2>/dev/null; true"
-    )
-    dev, route, route6 = r.stdout.split("===\n")
-    interfaces = [line.split(":")[0].strip() for line in dev.splitlines()[2:] if ":" in line]
-    assert interfaces == ["lo"]
-    assert len(route.strip().splitlines()) == 1  # the header line only: no IPv4 route at all
-    assert all(" lo" in line or not line.strip() for line in route6.splitlines())
-
-
-class _HostServer:
-    """A TCP server on the host's 127.0.0.1 that counts the connections it accepts."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-
-def test_cannot_reach_a_host_service(victim: DockerSandbox, bystander: DockerSandbox) -> None:
-    server = _HostServer()
-    try:
-        probe = socket.create_connection(("127.0.0.1", server.port), timeout=2)
-        probe.close()
-        time.sleep(0.3)
-        assert server.connections == 1  # the server works: the host can reach it
-        code = (
-            "import socket\n"
-            f"s = socket.socket(); s.settimeout(3)\n"
-            f"try:\n    s.connect(('127.0.0.1', {server.port})); print('CONNECTED')\n"
-            "except OSError as e:\n    print('refused', type(e).__name__)\n"
-        )
-        r = victim.exec(["python3", "-c", code], timeout=10)
-        assert "CONNECTED" not in r.stdout and r.stdout.startswith("refused"), r
-        time.sleep(0.3)
-        assert server.connections == 1
-    finally:
-        server.close()
-
-
-def test_no_name_resolution_or_docker_gateway(victim: DockerSandbox) -> None:
-    # getaddrinfo for a public name must fail without sending anything (no interface, no route)
-    r = victim.exec(
-        [
-            "python3",
-            "-c",
-            "import socket\ntry:\n socket.getaddrinfo('example.com', 80)\n "
-            "print('RESOLVED')\nexcept OSError as e:\n print('no', e.errno)",
-        ],
-        timeout=15,
-    )
-    assert "RESOLVED" not in r.stdout
+# Network isolation: tests/sandbox/test_network.py (listens on the host's bridge address).
 
 
 # ---------------------------------------------------------------------------------- resources

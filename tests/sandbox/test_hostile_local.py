@@ -208,3 +208,16 @@ def test_process_limit_applies_as_root(sb: LocalSandbox) -> None:
     assert r.exit_code == 0, r.describe()
     assert int(r.stdout) < 64, r.stdout
     assert sb.exec("echo alive", timeout=10).stdout == "alive\n"  # the sleepers are gone
+
+
+def test_user_mode_keeps_the_work_dir_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not root: bubblewrap runs as the calling user, and the work dir is still a sized tmpfs
+    (in a user namespace the user owns). Exercised here by taking the non-root code path."""
+    monkeypatch.setattr("envkit.sandbox.local_sandbox._as_root", lambda: False)
+    with LocalSandbox(SandboxConfig(workdir_size="16m")) as box:
+        assert box.host_uid is None
+        r = box.exec(
+            "for i in 1 2 3; do head -c 7M /dev/zero > f$i || echo failed; done", timeout=30
+        )
+        assert "failed" in r.stdout and "No space left" in r.stderr, r.describe()
+        assert box.exec("ls; grep Seccomp: /proc/self/status").stdout == "f1\nf2\nf3\nSeccomp:\t2\n"
