@@ -38,10 +38,10 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from envkit.environments._checks import require_int, require_range
-from envkit.environments._expression import ExpressionError, parse_expression
 
 from envkit.env import ChatEnv, Feedback, Task
+from envkit.environments._checks import require_int, require_range
+from envkit.environments._expression import ExpressionError, parse_expression
 from envkit.parsing import find_answer
 from envkit.types import Message
 

@@ -33,9 +33,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from envkit.environments._checks import require_int, require_range
-
 from envkit.env import ChatEnv, Feedback, Task
+from envkit.environments._checks import require_int, require_range
 from envkit.parsing import extract_answer, last_integer
 from envkit.types import Message
 

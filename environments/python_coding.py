@@ -25,10 +25,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from envkit.env import Feedback, Task
 from envkit.environments._sandboxed import SandboxedEnv
 from envkit.environments.coding_tasks import TASKS, CodingTask, get_task, outputs_equal
-
-from envkit.env import Feedback, Task
 from envkit.parsing import extract_code
 from envkit.types import Message
 
@@ -55,11 +54,9 @@ class PythonCodingEnv(SandboxedEnv):
         max_turns: Submissions allowed.
         test_timeout: Seconds each test call may take.
         total_timeout: Seconds all the test calls of a submission may take together.
-        sandbox: ``"docker"`` (default) or ``"local"`` (bubblewrap).
-        sandbox_config: ``SandboxConfig`` (or dict) of the sandboxes.
-        pool: A ``SandboxPool`` to use instead of the process-wide one.
         system_prompt: Replaces the default system message.
-        render_mode: ``"ansi"``, ``"human"`` or ``None``.
+        **options: The sandbox options of ``SandboxedEnv`` (``sandbox``: ``"docker"`` or
+            ``"local"``; ``sandbox_config``; ``pool``) and ``render_mode``.
     """
 
     def __init__(
@@ -69,20 +66,10 @@ class PythonCodingEnv(SandboxedEnv):
         max_turns: int = 3,
         test_timeout: float = 2.0,
         total_timeout: float = 10.0,
-        sandbox: Any = "docker",
-        sandbox_config: Any = None,
-        pool: Any = None,
         system_prompt: str | None = SYSTEM_PROMPT,
-        render_mode: str | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            sandbox=sandbox,
-            sandbox_config=sandbox_config,
-            pool=pool,
-            max_turns=max_turns,
-            system_prompt=system_prompt,
-            render_mode=render_mode,
-        )
+        super().__init__(max_turns=max_turns, system_prompt=system_prompt, **options)
         self.tasks: list[CodingTask] = [get_task(t) for t in tasks] if tasks else list(TASKS)
         if not self.tasks:
             raise ValueError("tasks is empty; leave it out to use all tasks")

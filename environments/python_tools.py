@@ -24,12 +24,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from envkit.env import Feedback, Task
 from envkit.environments._sandboxed import SandboxedEnv
 from envkit.environments.tool_tasks import TEMPLATES, ToolTask, check_answer
-from envkit.sandbox.result import ExecResult
-
-from envkit.env import Feedback, Task
 from envkit.parsing import extract_answer
+from envkit.sandbox.result import ExecResult
 from envkit.tools import ToolBox, tool
 from envkit.types import Message
 
@@ -68,11 +67,9 @@ class PythonToolsEnv(SandboxedEnv):
             picks one directly.
         max_turns: Assistant turns allowed.
         tool_timeout: Seconds a ``run_python`` / ``run_shell`` command may run.
-        sandbox: ``"docker"`` (default) or ``"local"`` (bubblewrap).
-        sandbox_config: ``SandboxConfig`` (or dict) of the sandboxes.
-        pool: A ``SandboxPool`` to use instead of the process-wide one.
         system_prompt: Replaces the default system message.
-        render_mode: ``"ansi"``, ``"human"`` or ``None``.
+        **options: The sandbox options of ``SandboxedEnv`` (``sandbox``: ``"docker"`` or
+            ``"local"``; ``sandbox_config``; ``pool``) and ``render_mode``.
     """
 
     def __init__(
@@ -81,11 +78,8 @@ class PythonToolsEnv(SandboxedEnv):
         templates: Sequence[str] | None = None,
         max_turns: int = 10,
         tool_timeout: float = 20.0,
-        sandbox: Any = "docker",
-        sandbox_config: Any = None,
-        pool: Any = None,
         system_prompt: str | None = SYSTEM_PROMPT,
-        render_mode: str | None = None,
+        **options: Any,
     ) -> None:
         names = list(templates) if templates else sorted(TEMPLATES)
         unknown = [n for n in names if n not in TEMPLATES]
@@ -98,15 +92,7 @@ class PythonToolsEnv(SandboxedEnv):
         self.templates = names
         self.tool_timeout = tool_timeout
         self._submitted: str | None = None
-        super().__init__(
-            sandbox=sandbox,
-            sandbox_config=sandbox_config,
-            pool=pool,
-            max_turns=max_turns,
-            system_prompt=system_prompt,
-            render_mode=render_mode,
-            toolbox=None,
-        )
+        super().__init__(max_turns=max_turns, system_prompt=system_prompt, **options)
         grace = self.sandbox_config.kill_grace
         self.toolbox = ToolBox(
             [self.run_python, self.run_shell, self.write_file, self.read_file, self.submit],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from envkit.environments.tool_tasks._model import WORDS, ToolTask, pick, template
 
 EXTENSIONS = [".py", ".txt", ".md", ".json", ".log", ".csv"]

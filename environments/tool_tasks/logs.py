@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+
 from envkit.environments.tool_tasks._model import ToolTask, pick, template
 
 LEVELS = ["DEBUG", "INFO", "INFO", "INFO", "WARNING", "ERROR"]

@@ -7,6 +7,7 @@ import statistics
 from collections import Counter, defaultdict
 
 import numpy as np
+
 from envkit.environments.tool_tasks._model import WORDS, ToolTask, pick, template
 
 REGIONS = ["north", "south", "east", "west", "central"]

@@ -7,6 +7,7 @@ import hashlib
 from collections import Counter
 
 import numpy as np
+
 from envkit.environments.tool_tasks._model import WORDS, ToolTask, pick, template
 
 

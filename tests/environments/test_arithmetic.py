@@ -9,13 +9,13 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
-from envkit.environments import _checks, arithmetic
-from envkit.environments._expression import parse_expression
-from envkit.environments.arithmetic import ArithmeticEnv
 from gymnasium.utils.env_checker import check_env
 
 import envkit
 from envkit import EpisodeOverError
+from envkit.environments import _checks, arithmetic
+from envkit.environments._expression import parse_expression
+from envkit.environments.arithmetic import ArithmeticEnv
 
 CONFIGS: list[dict[str, Any]] = [
     {},

@@ -13,6 +13,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envkit
+from envkit import EpisodeOverError
 from envkit.environments import _expression, countdown
 from envkit.environments._expression import (
     MAX_DEPTH,
@@ -22,10 +26,6 @@ from envkit.environments._expression import (
     parse_expression,
 )
 from envkit.environments.countdown import CountdownEnv, random_solution
-from gymnasium.utils.env_checker import check_env
-
-import envkit
-from envkit import EpisodeOverError
 from envkit.policies import CallablePolicy
 from envkit.rollout import collect
 

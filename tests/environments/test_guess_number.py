@@ -8,12 +8,12 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
-from envkit.environments import guess_number
-from envkit.environments.guess_number import GuessNumberEnv
 from gymnasium.utils.env_checker import check_env
 
 import envkit
 from envkit import EpisodeOverError
+from envkit.environments import guess_number
+from envkit.environments.guess_number import GuessNumberEnv
 from envkit.policies import CallablePolicy
 from envkit.rollout import collect
 

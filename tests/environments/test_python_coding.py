@@ -11,14 +11,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from envkit.environments.coding_tasks import TASKS, CodingTask, get_task, outputs_equal
-from envkit.environments.python_coding import PythonCodingEnv
-from envkit.sandbox.pool import SandboxPool
 
 import envkit
 from envkit.checks import run_checks
+from envkit.environments.coding_tasks import TASKS, CodingTask, get_task, outputs_equal
+from envkit.environments.python_coding import PythonCodingEnv
 from envkit.errors import InfraError
 from envkit.policies import CallablePolicy
+from envkit.sandbox.pool import SandboxPool
 
 _MODULES = ["strings", "sequences", "integers", "structures"]
 
@@ -212,8 +212,10 @@ def test_local_backend_scores_reference() -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(KeyError, match="no coding task 'nope'"):
         PythonCodingEnv(tasks=["nope"])
-    with pytest.raises(ValueError, match="sandbox="):
+    with pytest.raises(ValueError, match="unknown sandbox backend 'vm'"):
         PythonCodingEnv(sandbox="vm")
+    with pytest.raises(TypeError, match="sandbox_confg"):  # a typo in a sandbox option
+        PythonCodingEnv(sandbox_confg={})
     with pytest.raises(ValueError, match="test_timeout"):
         PythonCodingEnv(test_timeout=0)
 

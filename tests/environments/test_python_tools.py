@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from envkit.environments.python_tools import PythonToolsEnv
-from envkit.environments.tool_tasks import TEMPLATES
-from envkit.sandbox.pool import SandboxPool
 
 import envkit
 from envkit.checks import run_checks
+from envkit.environments.python_tools import PythonToolsEnv
+from envkit.environments.tool_tasks import TEMPLATES
 from envkit.policies import CallablePolicy
+from envkit.sandbox.pool import SandboxPool
 from envkit.types import ToolCall
 
 pytestmark = pytest.mark.docker

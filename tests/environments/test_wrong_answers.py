@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from envkit.environments._expression import parse_expression
-from envkit.rewards import default_reward_for, get, list_rewards, score_groups
-from envkit.sandbox.pool import SandboxPool
 
 import envkit
+from envkit.environments._expression import parse_expression
 from envkit.policies import CallablePolicy
 from envkit.registration import registered_ids
+from envkit.rewards import default_reward_for, get, list_rewards, score_groups
+from envkit.sandbox.pool import SandboxPool
 from envkit.types import Trajectory, TrajectoryGroup
 
 Reply = Callable[[str], Any]
