@@ -18,7 +18,7 @@ docs/sandbox.md lists what this backend guarantees as root and as a user.
 Example:
     >>> from envkit.sandbox.local_sandbox import LocalSandbox
     >>> with LocalSandbox() as sb:
-    ...     print(sb.exec("echo $((6 * 7))", timeout=5).stdout)
+    ...     print(sb.exec("echo $((6 * 7))", timeout=5).stdout, end="")
     42
 """
 

@@ -7,7 +7,7 @@ for and that widen the kernel's attack surface or reach outside the sandbox: new
 falls back to ``clone``, whose flags the filter can see), ``ptrace`` and cross-process memory
 access, ``perf_event_open``, ``userfaultfd``, ``io_uring_*``, the key store (``keyctl``,
 ``add_key``, ``request_key``), ``bpf``, mounts, kernel modules, ``kexec``, reboot, swap, clocks,
-and file handles. A system call of another ABI (32-bit or x32 code) kills the process.
+and file handles. A 32-bit system call kills the process; an x32 one fails with ``ENOSYS``.
 
 Example:
     >>> from envkit.sandbox.seccomp import deny_filter
@@ -105,7 +105,7 @@ def deny_filter(arch: str | None = None) -> bytes:
         (_LD_W_ABS, None, None, _OFF_NR),
     ]
     if arch == "x86_64":
-        prog.append((_JGE_K, "kill", None, _X32_BIT))
+        prog.append((_JGE_K, "enosys", None, _X32_BIT))  # x32 ABI (and nr -1)
     for name in DENIED:
         if name in table:
             prog.append((_JEQ_K, "eperm", None, table[name]))
