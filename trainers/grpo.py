@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from envkit._tokens import stop_token_ids
 from envkit.trainers.config import GRPOConfig
 from envkit.trainers.run_dir import RunDir
 
@@ -139,12 +140,11 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ construction
     def _build(self, model_spec: Any, tokenizer: Any, world: int) -> None:
+        from envkit.devices import describe
         from envkit.trainers import _compat
         from envkit.trainers.backend import TRLBackend
         from envkit.trainers.episodes import BackgroundLoop, EpisodeSource
         from envkit.trainers.modeling import load_base_model, lora_config, resolve_device
-
-        from envkit.devices import describe
 
         _compat.check()  # before loading anything: a TRL/transformers that lacks what we use
         cfg = self.config
@@ -154,7 +154,7 @@ class GRPOTrainer:
         self.runtime = describe(model)
         """``{"device": ..., "dtype": ...}`` the base model runs on (shown in run summaries)."""
         self.loop = BackgroundLoop()
-        stop_ids = _stop_token_ids(model, tok)
+        stop_ids = stop_token_ids(model, tok)  # the same ids HFPolicy stops at
         self.episodes = EpisodeSource(
             self.env,
             cfg,
@@ -327,6 +327,7 @@ class GRPOTrainer:
             The ``TrajectoryGroup`` of each seed, scored like training episodes.
         """
         import torch
+
         from envkit.trainers.episodes import derive_seed, score_groups
 
         cfg = self.config
@@ -421,14 +422,6 @@ def _read_marker(checkpoint: Path) -> dict[str, Any]:
         return {}
 
 
-def _stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids = model.generation_config.eos_token_id
-    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.insert(0, tokenizer.eos_token_id)
-    return ids
-
-
 def _quiet_printer(backend: Any) -> None:
     """Removes transformers' print/tqdm callbacks: envkit shows its own progress."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback  # see _compat
@@ -440,6 +433,7 @@ def _quiet_printer(backend: Any) -> None:
 def _trl_args(cfg: GRPOConfig, run: RunDir, device: str, world: int, model: Any) -> Any:
     import torch
     import trl
+
     from envkit.trainers import _compat
 
     per_process = cfg.groups_per_step // world * cfg.group_size

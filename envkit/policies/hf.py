@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from envkit._async import to_thread
+from envkit._tokens import stop_token_ids as _default_stops
 from envkit.policies.base import BasePolicy
 from envkit.policies.toolcall_parsing import parse_tool_calls
 from envkit.types import Completion, GenerationRequest, Message, Usage
@@ -539,21 +540,6 @@ def _template_message(message: Message) -> dict[str, Any]:
         if isinstance(args, dict):
             fn["arguments"] = args
     return out
-
-
-def _default_stops(model: Any, tokenizer: Any) -> list[int]:
-    stops: list[int] = []
-
-    def add(token_id: Any) -> None:
-        if isinstance(token_id, int) and token_id not in stops:
-            stops.append(token_id)
-
-    add(tokenizer.eos_token_id)
-    add(tokenizer.get_vocab().get("<|im_end|>"))
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for token_id in eos if isinstance(eos, list) else [eos]:
-        add(token_id)
-    return stops
 
 
 def _resolve_engine(engine: str, temperature: float, top_p: float, top_k: int) -> str:
