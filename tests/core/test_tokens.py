@@ -16,7 +16,7 @@ def qwen_base_style() -> tuple[Any, Any]:
     <|im_end|>, and generation_config names two ids (one of them the EOS again)."""
     model, tok = load_model("tiny-random")
     tok.eos_token = "<|endoftext|>"
-    end, im_end = tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
+    end = tok.convert_tokens_to_ids("<|endoftext|>")
     model.generation_config.eos_token_id = [end, 7]
     return model, tok
 
