@@ -32,3 +32,21 @@ def test_two_commands_documented(command: str) -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_speed_section_says_where_each_bundled_env_steps() -> None:
+    from envkit.env import ChatEnv
+    from envkit.environments.arithmetic import ArithmeticEnv
+    from envkit.environments.countdown import CountdownEnv
+    from envkit.environments.guess_number import GuessNumberEnv
+    from envkit.environments.python_coding import PythonCodingEnv
+    from envkit.environments.python_tools import PythonToolsEnv
+
+    speed = " ".join(README.split("### Speed: where env code runs")[1].split("###")[0].split())
+    for cls in (ArithmeticEnv, CountdownEnv, GuessNumberEnv):
+        assert cls.step_in_thread is False, f"{cls.__name__}: README says it steps on the loop"
+    assert "Arithmetic, Countdown and GuessNumber envs do" in speed
+    for cls in (PythonCodingEnv, PythonToolsEnv):  # README: the default, in a worker thread
+        assert cls.step_in_thread is True
+        assert cls.areset is ChatEnv.areset and cls.astep is ChatEnv.astep, cls.__name__
+    assert "The sandboxed envs (PythonCoding, PythonTools) keep the default" in speed
