@@ -95,7 +95,9 @@ class ContinuousEngine:
         )
         self._manager.start()
         self._stopping.clear()
-        self._reader = threading.Thread(target=self._read, name="envkit-hf-continuous", daemon=True)
+        self._reader = threading.Thread(
+            target=self._read, args=(self._manager,), name="envkit-hf-continuous", daemon=True
+        )
         self._reader.start()
 
     def submit(self, prompt_ids: list[int], on_done: Callable[[Any], None]) -> None:
@@ -123,6 +125,13 @@ class ContinuousEngine:
             raise
 
     def _read(self, manager: Any) -> None:
+        try:
+            self._read_results(manager)
+        except BaseException as e:  # never leave a caller waiting on a dead reader
+            self._fail_all(e)
+            raise
+
+    def _read_results(self, manager: Any) -> None:
         while not self._stopping.is_set():
             try:
                 result = manager.get_result(timeout=0.05)
