@@ -47,7 +47,7 @@ def test_host_is_hidden_and_read_only(local: LocalSandbox, tmp_path, monkeypatch
 def test_timeouts_limits_and_output_cap(local: LocalSandbox) -> None:
     t0 = time.monotonic()
     r = local.exec("sleep 60 & sleep 61", timeout=1)
-    assert r.timed_out and time.monotonic() - t0 < 6
+    assert r.timed_out and time.monotonic() - t0 < 30  # a hang guard: unkilled, it takes 61 s
     r = local.exec(["python3", "-c", "x = bytearray(4 * 2**30)"], timeout=20)
     assert r.exit_code == 1 and "MemoryError" in r.stderr  # RLIMIT_AS
     r = local.exec("seq 1 100000")
