@@ -5,7 +5,10 @@ big writes. The attacks every backend must survive are in ``test_hostile_backend
 
 from __future__ import annotations
 
+import ctypes
+import platform
 import tracemalloc
+import uuid
 from typing import Any
 
 import pytest
@@ -66,3 +69,43 @@ def test_big_write_is_streamed(docker_client: Any) -> None:
             tracemalloc.stop()
         assert peak < size // 4, f"writing {size} bytes allocated {peak} bytes on the host"
         assert sb.exec("stat -c %s big.bin", timeout=10).stdout.strip() == str(size)
+
+
+# ---------------------------------------------------------------------------------- host state
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+HOST_PROBE = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+print("sys-writable", any(os.access(p, os.W_OK) for p in (
+    "/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches", "/proc/sysrq-trigger")))
+try:
+    keys = open("/proc/keys").read()
+except OSError:
+    keys = ""
+print("keys", keys.replace("\\n", " "))
+print("keyctl", libc.syscall(250, 0, -3, 0, 0, 0), ctypes.get_errno())  # KEYCTL_GET_KEYRING_ID
+print("uid", os.getuid(), os.geteuid())
+"""
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="uses x86_64 syscall numbers")
+def test_host_settings_keys_and_environment_are_out_of_reach(
+    docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"envkit-test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("ENVKIT_TEST_SECRET", name)
+    key = _LIBC.syscall(248, b"user", name.encode(), b"payload", 7, -3)  # add_key -> session
+    try:
+        with DockerSandbox() as sb:
+            r = sb.exec(["python3", "-c", HOST_PROBE], timeout=20)
+            assert "sys-writable False" in r.stdout and "uid 1000 1000" in r.stdout, r
+            assert name not in r.stdout and "keyctl -1 1" in r.stdout, r  # EPERM (seccomp)
+            for path in ("/proc/1/environ", "/proc/self/environ"):
+                with pytest.raises(SandboxFileError):
+                    sb.read_file(path)
+            env = sb.exec("cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'").stdout
+            assert name not in env
+    finally:
+        if key > 0:
+            _LIBC.syscall(250, 21, key)  # KEYCTL_INVALIDATE: only the key this test planted
