@@ -27,10 +27,9 @@ import time
 from typing import Any
 
 from envkit.environments.python_tools import PythonToolsEnv
-from envkit.sandbox.pool import SandboxPool
-
 from envkit.policies import CallablePolicy
 from envkit.rollout import collect
+from envkit.sandbox.pool import SandboxPool
 from envkit.types import ToolCall
 
 TOOL_WAIT = 0.0

@@ -23,7 +23,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from envkit.rewards import JudgeConfig, RulerJudge, score_groups
 from envkit.rewards.judge import build_messages
-
 from envkit.testing import ScriptedOpenAIServer, ruler_responder
 from envkit.types import Message, ToolCall, Trajectory, TrajectoryGroup
 

@@ -20,10 +20,9 @@ from typing import Any
 
 from envkit.environments.coding_tasks import TASKS
 from envkit.environments.python_coding import PythonCodingEnv
-from envkit.sandbox.pool import SandboxPool
-
 from envkit.policies import CallablePolicy
 from envkit.rollout import collect
+from envkit.sandbox.pool import SandboxPool
 
 REFERENCES = {t.function: t.reference for t in TASKS}
 

@@ -24,13 +24,13 @@ from collections import Counter
 from typing import Any, ClassVar
 
 import numpy as np
+
 from envkit.environments.python_tools import PythonToolsEnv
+from envkit.policies import CallablePolicy
+from envkit.rollout import collect
 from envkit.sandbox import reaper
 from envkit.sandbox.docker_client import docker_client
 from envkit.sandbox.pool import SandboxPool
-
-from envkit.policies import CallablePolicy
-from envkit.rollout import collect
 from envkit.types import ToolCall
 
 

@@ -220,9 +220,8 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    from envkit.trainers.adapters import evaluate_adapters
-
     from envkit.metrics import summarize
+    from envkit.trainers.adapters import evaluate_adapters
 
     rows = {w: json.loads((args.out / f"{w}.json").read_text()) for w in ("trl", "envkit")}
     eval_seeds, _ = seeds(args.eval_tasks, 0)

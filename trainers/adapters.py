@@ -99,12 +99,12 @@ def evaluate_adapters(
         ValueError: two adapters get the same name.
     """
     import torch
-    from envkit.trainers.config import GRPOConfig
-    from envkit.trainers.episodes import BackgroundLoop, derive_seed, score_groups
-    from envkit.trainers.modeling import load_base_model
 
     from envkit.policies import HFPolicy
     from envkit.rollout import acollect
+    from envkit.trainers.config import GRPOConfig
+    from envkit.trainers.episodes import BackgroundLoop, derive_seed, score_groups
+    from envkit.trainers.modeling import load_base_model
 
     named = _named(adapters)
     base, tokenizer = load_base_model(model, GRPOConfig(device=device))  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 import trl
+
 from envkit.trainers import _compat
 from envkit.trainers.batch import keep_rows, loss_mask, split_rows
 

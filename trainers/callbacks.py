@@ -15,11 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from envkit.trainers.diagnostics import collapse_warning
 from envkit.trainers.progress import TrainProgress
 from envkit.trainers.report import plot_run
 from envkit.trainers.run_dir import RunDir
-from transformers import TrainerCallback
 
 __all__ = ["RunCallback"]
 

@@ -27,7 +27,6 @@ from envkit.trainers.config import GRPOConfig
 from envkit.trainers.diagnostics import step_diagnostics
 from envkit.trainers.run_dir import RunDir
 from envkit.trainers.sequences import RenderedSequence, SequenceError, render_trajectory
-
 from envkit.types import TrajectoryGroup
 
 __all__ = ["BackgroundLoop", "EpisodeSource", "derive_seed", "score_groups"]
@@ -163,6 +162,7 @@ class EpisodeSource:
 
     def __call__(self, inputs: list[dict[str, Any]], trainer: Any) -> dict[str, Any]:
         import torch
+
         from envkit.trainers._compat import unwrap_for_generation
 
         cfg = self.config

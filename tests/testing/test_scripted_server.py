@@ -295,7 +295,6 @@ def test_litellm_client_text_tool_calls_and_errors(openai_server: ScriptedOpenAI
 
 def test_ruler_helpers_score_each_trajectory_by_id() -> None:
     from envkit.rewards import RulerJudge
-
     from envkit.types import Message, Trajectory, TrajectoryGroup
 
     task = [Message(role="user", content="2+2?")]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from envkit.trainers.adapters import adapter_dir, adapter_name, evaluate_adapters, print_comparison
 from rich.console import Console
+
+from envkit.trainers.adapters import adapter_dir, adapter_name, evaluate_adapters, print_comparison
 
 ENV_KWARGS = {"operators": "+", "max_turns": 1}
 SEEDS = [0, 1, 2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from envkit.trainers.batch import keep_rows, loss_mask, split_rows
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from envkit.trainers.run_dir import RunDir
 from typer.testing import CliRunner
 
 from envkit.cli.train import app
+from envkit.trainers.run_dir import RunDir
 
 runner = CliRunner()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import trl
+
 from envkit.trainers import _compat
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from envkit.trainers import GRPOConfig
 from pydantic import ValidationError
+
+from envkit.trainers import GRPOConfig
 
 
 def test_defaults_follow_lora_for_rl_practice() -> None:

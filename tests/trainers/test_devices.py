@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from envkit.trainers import GRPOConfig
 from envkit.trainers.modeling import load_base_model, lora_config, resolve_device, resolve_dtype
 
@@ -69,6 +70,7 @@ def test_config_must_fit_the_processes(tmp_path, monkeypatch) -> None:
 
 def test_unknown_env_fails_before_loading_anything(tmp_path) -> None:
     import gymnasium as gym
+
     from envkit.trainers import GRPOTrainer
 
     with pytest.raises(gym.error.Error, match="Arithmetic"):

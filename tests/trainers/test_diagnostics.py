@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from envkit.trainers.diagnostics import (
     collapse_warning,
     distinct_ngrams,
@@ -12,7 +13,6 @@ from envkit.trainers.diagnostics import (
     pairwise_similarity,
     step_diagnostics,
 )
-
 from envkit.types import Completion, Message, Trajectory, TrajectoryGroup
 
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from envkit.trainers.run_dir import RunDir
 
 HERE = Path(__file__).parent

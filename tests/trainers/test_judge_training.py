@@ -13,11 +13,11 @@ import threading
 from pathlib import Path
 
 import torch
-from envkit.trainers import GRPOConfig, GRPOTrainer
-from envkit.trainers.run_dir import RunDir
 
 from envkit.testing import Reply, ScriptedOpenAIServer
 from envkit.testing.judge_answers import ruler_answer, trajectory_blocks
+from envkit.trainers import GRPOConfig, GRPOTrainer
+from envkit.trainers.run_dir import RunDir
 
 
 def test_judge_errors_are_dropped_and_counted_and_hacking_is_flagged(tmp_path: Path) -> None:

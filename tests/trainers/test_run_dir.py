@@ -6,7 +6,6 @@ import json
 
 from envkit.trainers.report import plot_run, print_summary, summarize_run
 from envkit.trainers.run_dir import COMPLETE_MARKER, RunDir
-
 from envkit.types import Trajectory, TrajectoryGroup
 
 

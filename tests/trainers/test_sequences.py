@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from envkit.trainers.sequences import SequenceError, render_trajectory
 
 import envkit
 from envkit.env import ChatEnv, Feedback, Task
 from envkit.policies import CallablePolicy, HFPolicy
 from envkit.policies.toolcall_parsing import parse_tool_calls
 from envkit.tools import ToolBox, tool
+from envkit.trainers.sequences import SequenceError, render_trajectory
 from envkit.types import Completion, GenerationRequest, Message, Trajectory
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from envkit.trainers import GRPOConfig
 from envkit.trainers.run_dir import RunDir
 
