@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from envkit.sandbox import DockerSandbox, SandboxConfig, SandboxFileError
+from envkit.sandbox.pool import SandboxPool
 
 pytestmark = pytest.mark.docker
 
@@ -109,3 +110,19 @@ def test_host_settings_keys_and_environment_are_out_of_reach(
     finally:
         if key > 0:
             _LIBC.syscall(250, 21, key)  # KEYCTL_INVALIDATE: only the key this test planted
+
+
+def test_unasked_bytes_on_a_channel_taint_the_sandbox(docker_client: Any) -> None:
+    with SandboxPool(size=1) as pool:
+        with pool.acquire() as sb:
+            first = sb
+            assert sb.exec("echo warm", timeout=10).stdout == "warm\n"
+            assert sb._channels  # a live supervisor channel answered
+            for ch in sb._channels:  # bytes that arrived when no reply was due
+                ch._stdout += FORGERY
+            r = sb.exec("echo real", timeout=10)
+            assert r.stdout == "real\n", r  # sent another way, answered for real
+            assert sb.tainted and "stream" in sb.tainted
+        with pool.acquire() as sb:
+            assert sb is not first and first.closed  # replaced, never reused
+            assert sb.exec("echo fresh", timeout=10).stdout == "fresh\n"
