@@ -4,7 +4,8 @@
   ``\\boxed{}``, GSM8K's ``####``, "the answer is ..."), optionally its last line;
 * ``extract_code``: the last Python code block (or a reply that is bare Python code);
 * ``last_integer``, ``parse_number``, ``as_number``: integers and numbers in text;
-* ``final_response``, ``normalize_text``: the text a reward compares, and how.
+* ``final_response``, ``submitted_answer``, ``normalize_text``: the text a reward compares, and
+  how.
 
 Every function is pure, bounded and never raises on model text; "nothing found" is ``None``.
 
@@ -39,6 +40,7 @@ __all__ = [
     "last_integer",
     "normalize_text",
     "parse_number",
+    "submitted_answer",
 ]
 
 AnswerSource = Literal["tag", "boxed", "gsm8k", "answer_is", "last_line"]
@@ -331,7 +333,11 @@ def normalize_text(text: str, *, ignore_case: bool = True) -> str:
 
 
 def final_response(trajectory: Trajectory) -> str:
-    """The content of the trajectory's last assistant message that has text (``""`` if none).
+    """The text of the trajectory's *last* assistant message (``""`` if it has none).
+
+    It never looks back past the final assistant turn: an episode that ends with a tool call
+    (``submit(41)``) has no final text, whatever an earlier turn said ("the answer is 42").
+    Answer-checking rewards read ``submitted_answer`` instead, which knows about such tools.
 
     Example:
         >>> from envkit.types import Message, Trajectory
@@ -340,6 +346,27 @@ def final_response(trajectory: Trajectory) -> str:
         '41'
     """
     for message in reversed(trajectory.messages):
-        if message.role == "assistant" and message.content:
-            return message.content
+        if message.role == "assistant":
+            return message.content or ""
     return ""
+
+
+def submitted_answer(trajectory: Trajectory) -> str:
+    """The answer the model submitted: what answer-checking rewards compare with the reference.
+
+    An env that takes the answer some other way than the final text (a ``submit`` tool, a
+    parsed expression) records what it graded as a string in its step info's ``submitted``;
+    that wins, so a reward scores exactly what the env scored. Otherwise it is
+    ``final_response``. (Only the env writes step info; the model cannot forge it.)
+
+    Example:
+        >>> from envkit.types import Message, Trajectory
+        >>> t = Trajectory(env_id="e", info={"submitted": "41"}, messages=[
+        ...     Message(role="assistant", content="The answer is 42.")])
+        >>> submitted_answer(t), final_response(t)
+        ('41', 'The answer is 42.')
+    """
+    submitted = trajectory.info.get("submitted")
+    if isinstance(submitted, str):
+        return submitted
+    return final_response(trajectory)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from envkit.parsing import as_number, extract_answer, final_response, normalize_text, parse_number
+from envkit.parsing import as_number, extract_answer, normalize_text, parse_number, submitted_answer
 from envkit.rewards.registry import reward
 from envkit.types import Trajectory
 
@@ -66,7 +66,7 @@ def exact_match(
         1.0
     """
     _need(answer, "exact_match")
-    text = final_response(trajectory)
+    text = submitted_answer(trajectory)
     candidate = (extract_answer(text) if extract else None) or text
     refs = [answer] if isinstance(answer, (str, int, float)) else list(answer or [])
     got = normalize_text(candidate, ignore_case=ignore_case)
@@ -111,7 +111,7 @@ def numeric_match(
             f"numeric_match: the reference answer {answer!r} is not one finite number; "
             "numeric_match does not apply to this task (use exact_match or the env's reward)"
         )
-    text = final_response(trajectory)
+    text = submitted_answer(trajectory)
     extracted = extract_answer(text)
     got = parse_number(extracted) if extracted is not None else None
     if got is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from envkit.parsing import final_response
 from envkit.rewards import get, score_groups
 from envkit.rewards.verifiable import (
     exact_match,
@@ -64,7 +65,8 @@ def test_exact_match(content: str, answer, kwargs: dict, expected: float) -> Non
     assert exact_match(said(content), answer=answer, **kwargs) == expected
 
 
-def test_final_response_is_the_last_assistant_text() -> None:
+def test_final_response_never_looks_back_past_the_last_assistant_turn() -> None:
+    """An episode that ends in a tool call has no final text, whatever an earlier turn said."""
     t = Trajectory(
         env_id="e",
         messages=[
@@ -73,7 +75,31 @@ def test_final_response_is_the_last_assistant_text() -> None:
             Message(role="tool", tool_call_id="c", content="tool says 5"),
         ],
     )
-    assert numeric_match(t, answer=391) == 1.0
+    assert final_response(t) == ""
+    assert numeric_match(t, answer=391) == 0.0
+
+
+@pytest.mark.parametrize("name", ["numeric_match", "exact_match"])
+def test_rewards_score_what_the_env_graded_not_earlier_text(name: str) -> None:
+    """The hack: say "the answer is 42" in text, then submit 41 through the env's tool."""
+    t = Trajectory(
+        env_id="e",
+        reference="42",
+        info={"submitted": "41"},
+        messages=[
+            Message(role="assistant", content="The answer is 42."),
+            Message(
+                role="assistant", tool_calls=[ToolCall.create("submit", {"answer": "41"}, id="c")]
+            ),
+            Message(role="tool", tool_call_id="c", content="Answer received."),
+        ],
+    )
+    g = TrajectoryGroup(env_id="e", trajectories=[t])
+    score_groups(g, name)
+    assert g.rewards == [0.0]
+    t.info["submitted"] = "42"
+    score_groups(g, name)
+    assert g.rewards == [1.0]
 
 
 @pytest.mark.parametrize("name", ["numeric_match", "exact_match"])
