@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 
 import pytest
+from pydantic import ValidationError
+
 from envkit.sandbox import ExecResult, Mount, SandboxConfig
 from envkit.sandbox.config import parse_size
 from envkit.sandbox.docker_sandbox import host_config_kwargs
-from pydantic import ValidationError
 
 
 def test_every_field_is_documented() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from envkit.sandbox import DockerSandbox, SandboxConfig
-from envkit.sandbox.image import debian_mirror, image_exists
 from typer.testing import CliRunner
 
 from envkit.cli.main import app
+from envkit.sandbox import DockerSandbox, SandboxConfig
+from envkit.sandbox.image import debian_mirror, image_exists
 
 pytestmark = pytest.mark.docker
 runner = CliRunner()
