@@ -27,9 +27,9 @@ transformers' continuous-batching manager with paged attention as they arrive (s
 ``envkit.policies.hf_continuous``); it needs ``top_p=1`` and ``top_k=0`` for exact
 log-probabilities and does not switch adapters.
 
-Tool calls are parsed from the model's text in the Hermes/Qwen format (``<tool_call>{"name":
-..., "arguments": ...}</tool_call>``, see ``envkit.policies.toolcall_parsing``) when the request
-offers tools.
+Tool calls are parsed from the model's text when the request offers tools, in the format its chat
+template uses (Hermes/Qwen ``<tool_call>``, Llama 3, Mistral, Qwen3-Coder, GLM, DeepSeek:
+``policy.tool_format``, chosen by ``envkit.toolcalls.detect_format``).
 
 Example:
     >>> from envkit.policies import HFPolicy
@@ -55,7 +55,7 @@ from typing import Any
 from envkit._async import to_thread
 from envkit._tokens import stop_token_ids as _default_stops
 from envkit.policies.base import BasePolicy
-from envkit.policies.toolcall_parsing import parse_tool_calls
+from envkit.toolcalls import detect_format
 from envkit.types import Completion, GenerationRequest, Message, Usage
 
 __all__ = ["BatchStats", "HFPolicy"]
@@ -159,6 +159,7 @@ class HFPolicy(BasePolicy):
             )
         self.model = model
         self.tokenizer = tokenizer
+        self.tool_format = detect_format(tokenizer)  # envkit.toolcalls: parse/render tool calls
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_p = top_p
@@ -294,7 +295,9 @@ class HFPolicy(BasePolicy):
         Raises:
             ValueError: the prompt leaves no room for ``max_new_tokens`` in the model's context.
         """
-        messages = [_template_message(m) for m in request.messages]
+        messages = self.tool_format.prepare_messages(
+            [_template_message(m) for m in request.messages]
+        )
         text = self.tokenizer.apply_chat_template(
             messages, tools=request.tools or None, add_generation_prompt=True, tokenize=False
         )
@@ -433,7 +436,7 @@ class HFPolicy(BasePolicy):
             text_ids = row[:end]
         text = self.tokenizer.decode(text_ids, skip_special_tokens=False)
         if item.parse_tools:
-            parsed = parse_tool_calls(text)
+            parsed = self.tool_format.parse(text)
             message = Message(
                 role="assistant",
                 content=parsed.content if parsed.content or not parsed.tool_calls else None,
