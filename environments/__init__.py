@@ -6,7 +6,10 @@ envkit`` through entry-point strings, so a module here is imported only when its
 
 from typing import Any as _Any
 
-__all__ = ["SandboxedEnv"]
+__all__ = ["DatasetEnv", "SandboxedEnv", "register_dataset"]
+
+# Tasks from data (``envkit.environments.dataset``), imported on first use too.
+_DATASET_API = ("DatasetEnv", "DatasetRows", "load_rows", "register_dataset", "split_of")
 
 
 def __getattr__(name: str) -> _Any:
@@ -16,4 +19,8 @@ def __getattr__(name: str) -> _Any:
         from envkit.environments._sandboxed import SandboxedEnv
 
         return SandboxedEnv
+    if name in _DATASET_API:
+        from envkit.environments import dataset
+
+        return getattr(dataset, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,11 +18,9 @@ from contextlib import redirect_stdout
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
-
 from envkit.env import ChatEnv
 from envkit.errors import EpisodeOverError, InvalidActionError
-from envkit.registration import full_id, make
+from envkit.registration import full_id, make, spec
 
 __all__ = ["CheckResult", "run_checks"]
 
@@ -213,7 +211,7 @@ def run_checks(
         gymnasium.error.Error: the id is not registered (with suggestions of close names).
     """
     fid = full_id(env_id)
-    gym.spec(fid)  # unknown ids fail here, with gymnasium's suggestions
+    spec(fid)  # unknown ids fail here, with gymnasium's suggestions
     kwargs = dict(env_kwargs or {})
     seeds = list(seeds or [0, 1, 2])
     results = []

@@ -33,6 +33,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "NAMESPACE",
     "full_id",
+    "load_lazy",
     "load_plugins",
     "make",
     "make_chat_env",
@@ -51,6 +52,12 @@ BUNDLED: dict[str, tuple[str, dict[str, Any]]] = {
     "GuessNumber-v0": ("envkit.environments.guess_number:GuessNumberEnv", {}),
     "PythonCoding-v0": ("envkit.environments.python_coding:PythonCodingEnv", {}),
     "PythonTools-v0": ("envkit.environments.python_tools:PythonToolsEnv", {}),
+}
+
+# Env families registered on first use, because listing them imports a heavy package:
+# id prefix -> "module:function" that registers the family and returns its ids.
+LAZY_FAMILIES: dict[str, str] = {
+    "envkit/rg-": "envkit.environments.reasoning_gym:register_envs",
 }
 
 
@@ -104,6 +111,37 @@ def register(
     return fid
 
 
+def load_lazy(env_id: str | None = None) -> list[str]:
+    """Registers the env families of ``LAZY_FAMILIES`` (all, or the one ``env_id`` is in).
+
+    ``make``, ``spec`` and the CLI call it, so ``envkit.make("rg-basic_arithmetic-v0")`` works
+    without registering reasoning-gym's hundred envs at ``import envkit``. Listing all families
+    skips those whose package is not installed; asking for one id of such a family raises.
+
+    Returns:
+        The ids registered (or already there) of the families loaded.
+
+    Raises:
+        gymnasium.error.DependencyNotInstalled: ``env_id``'s family needs a missing package.
+    """
+    import importlib
+
+    fid = None if env_id is None else full_id(env_id)
+    if fid is not None and fid in gym.registry:
+        return []
+    ids: list[str] = []
+    for prefix, target in LAZY_FAMILIES.items():
+        if fid is not None and not fid.startswith(prefix):
+            continue
+        module, _, attr = target.partition(":")
+        try:
+            ids += getattr(importlib.import_module(module), attr)()
+        except gym.error.DependencyNotInstalled:
+            if fid is not None:
+                raise
+    return ids
+
+
 def make(id: str | EnvSpec, **kwargs: Any) -> gym.Env:
     """Builds a registered env like ``gymnasium.make``; ids without a namespace mean ``envkit/``.
 
@@ -111,6 +149,7 @@ def make(id: str | EnvSpec, **kwargs: Any) -> gym.Env:
     """
     if isinstance(id, EnvSpec):
         return gym.make(id, **kwargs)
+    load_lazy(id)
     return gym.make(full_id(id), **kwargs)
 
 
@@ -126,6 +165,7 @@ def make_chat_env(id: str, **kwargs: Any) -> Any:
 
 def spec(id: str) -> EnvSpec:
     """The registry entry of an env id (ids without a namespace mean ``envkit/``)."""
+    load_lazy(id)
     return gym.spec(full_id(id))
 
 

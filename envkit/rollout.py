@@ -94,10 +94,10 @@ class EnvPool:
         self._factory: Callable[[], ChatEnv] | None
         kwargs = dict(env_kwargs or {})
         if isinstance(source, str):
-            from envkit.registration import make_chat_env
+            from envkit.registration import make_chat_env, spec
 
             self.env_id = _full(source)
-            gym.spec(self.env_id)  # an unknown id fails now, with gymnasium's suggestions
+            spec(self.env_id)  # an unknown id fails now, with gymnasium's suggestions
             self._factory = lambda: make_chat_env(source, **kwargs)
         elif isinstance(source, gym.Env):
             if kwargs:

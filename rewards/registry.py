@@ -428,14 +428,12 @@ def default_reward_for(env: Any) -> str | None:
         >>> set_default_reward("MyEnv-v0", None)
     """
     if isinstance(env, str):
-        import gymnasium as gym
-
-        from envkit.registration import full_id
+        from envkit.registration import full_id, spec
 
         fid = full_id(env)
         if fid in _ENV_DEFAULTS:
             return _ENV_DEFAULTS[fid]
-        entry = gym.spec(fid).entry_point
+        entry = spec(fid).entry_point
         if isinstance(entry, str):
             module, _, attr = entry.partition(":")
             entry = getattr(importlib.import_module(module), attr)

@@ -1,6 +1,6 @@
 """The install steps cover every import the project and its tests make.
 
-A fresh machine gets exactly what ``scripts/setup.sh`` installs: ``envkit-rl[train,dev]`` (and
+A fresh machine gets exactly what ``scripts/setup.sh`` installs: ``envkit-rl[train,dev,rg]`` (and
 what those requirements pull in) plus the packages setup.sh installs by name. A module that was
 installed by hand on a development machine passes every other test there and fails on the next
 fresh clone; this test catches it on the machine where it was installed.
@@ -70,6 +70,13 @@ def _setup_installs() -> set[str]:
     return names
 
 
+def _setup_extras() -> set[str]:
+    """The extras of envkit-rl that scripts/setup.sh installs (``pip install -e ".[a,b]"``)."""
+    text = (ROOT / "scripts" / "setup.sh").read_text()
+    found = re.findall(r'pip install[^\n]*-e\s+"\.\[([^\]]+)\]"', text)
+    return {extra.strip() for group in found for extra in group.split(",")}
+
+
 def _project_requirements() -> list[str]:
     """The requirements pyproject.toml declares now (not those of an older installed copy)."""
     try:
@@ -85,9 +92,11 @@ def _project_requirements() -> list[str]:
 
 def _declared() -> set[str]:
     roots = {"envkit-rl"}
+    extras = _setup_extras()
+    assert {"train", "dev"} <= extras, extras  # the parse of setup.sh found its install line
     for req in _project_requirements():
         name, extra = _requirement_name(req)
-        if extra in (None, "train", "dev"):
+        if extra is None or extra in extras:
             roots.add(name)
     return _closure(roots | _setup_installs())
 

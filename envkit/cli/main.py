@@ -15,7 +15,7 @@ from rich.table import Table
 
 import envkit
 from envkit._kv import KeyValueError, parse_items
-from envkit.registration import full_id, registered_ids
+from envkit.registration import full_id, load_lazy, registered_ids
 
 app = typer.Typer(
     name="envkit",
@@ -52,7 +52,7 @@ def _resolve(env_id: str) -> str:
 
     fid = full_id(env_id)
     try:
-        gym.spec(fid)
+        envkit.spec(fid)  # also registers a lazy family's ids (envkit/rg-*)
     except gym.error.Error as e:
         err_console.print(f"[red]error:[/red] {e}")
         err_console.print("Run `envkit list` to see the registered environments.")
@@ -83,6 +83,7 @@ def list_envs(
     """List the registered environments."""
     import gymnasium as gym
 
+    load_lazy()  # families registered on first use (envkit/rg-* when reasoning-gym is installed)
     table = Table(title="Environments")
     table.add_column("id", style="bold")
     table.add_column("entry point")

@@ -277,9 +277,11 @@ def _full(env_id: str) -> str:
 def _resolve_env(env_id: str) -> str:
     import gymnasium as gym
 
+    from envkit.registration import spec as envkit_spec
+
     fid = _full(env_id)
     try:
-        gym.spec(fid)
+        envkit_spec(fid)
     except gym.error.Error as e:
         raise _fail(f"{e}\nRun `envkit list` to see the registered environments.") from None
     return fid

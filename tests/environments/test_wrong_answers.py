@@ -27,8 +27,9 @@ from envkit.types import Trajectory, TrajectoryGroup
 Reply = Callable[[str], Any]
 """Builds one assistant turn from the task's prompt text."""
 
-CORRECTNESS = {"exact_match", "numeric_match", "code_tests"}
-"""Bundled rewards that judge whether an answer is right."""
+CORRECTNESS = {"exact_match", "numeric_match", "code_tests", "reasoning_gym"}
+"""Bundled rewards that judge whether an answer is right (``reasoning_gym`` applies only to the
+envkit/rg-* envs, tested in test_reasoning_gym.py)."""
 FORMAT_ONLY = {"regex_match", "json_valid", "tool_calls_valid", "length_penalty"}
 """Bundled rewards that judge the form of a reply, not its correctness."""
 
