@@ -251,6 +251,7 @@ def eval_command(
         raise typer.Exit(2) from None
 
 
+from envkit.cli.check_template import check_template_command  # noqa: E402
 from envkit.cli.init import init_command  # noqa: E402
 from envkit.cli.sandbox import app as sandbox_app  # noqa: E402
 from envkit.cli.train import report_command, train_command  # noqa: E402
@@ -259,6 +260,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.command("init")(init_command)
 app.command("train")(train_command)
 app.command("report")(report_command)
+app.command("check-template")(check_template_command)
 
 
 def main() -> None:

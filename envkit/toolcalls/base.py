@@ -147,12 +147,15 @@ class ToolCallFormat(ABC):
         name: Short name (``"hermes"``, ``"llama3"``...), as ``get_format`` takes it.
         description: One line for tables and error messages.
         parallel: Whether the family's template can render several calls in one turn.
+        content_with_calls: Whether its template keeps text written next to calls (Llama 3,
+            Mistral and DeepSeek R1 drop it, so their models write calls alone).
         markers: The special strings of the format (the tokens a tokenizer should keep whole).
     """
 
     name: str = ""
     description: str = ""
     parallel: bool = True
+    content_with_calls: bool = True
     markers: tuple[str, ...] = ()
 
     @abstractmethod

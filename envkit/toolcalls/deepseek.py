@@ -16,8 +16,10 @@ Two layouts, both parsed; the template tells which one to render:
 
   (one line, no break before the closing token)
 
-DeepSeek's templates concatenate the arguments as text and render a tool-call turn only when
-its ``content`` is ``None``; ``prepare_messages`` makes the messages so.
+DeepSeek's templates concatenate the arguments as text; ``prepare_messages`` serializes them.
+R1's template renders a tool-call turn only when its ``content`` is ``None``, and transformers
+(5.x) drops ``None`` keys before rendering, so R1's real template loses the calls of every
+assistant turn it re-renders: ``envkit check-template`` reports it.
 
 Example:
     >>> from envkit.toolcalls.deepseek import DeepSeekFormat
@@ -77,6 +79,7 @@ class DeepSeekFormat(ToolCallFormat):
         if variant not in ("r1", "v3.1"):
             raise ValueError(f"variant must be 'r1' or 'v3.1', got {variant!r}")
         self.variant: Variant = variant
+        self.content_with_calls = variant != "r1"
 
     def matches(self, template: str) -> bool:
         return "tool▁calls▁begin" in template
@@ -144,8 +147,6 @@ class DeepSeekFormat(ToolCallFormat):
         for message in out:
             if not message.get("tool_calls"):
                 continue
-            if not message.get("content"):
-                message["content"] = None
             for call in message["tool_calls"]:
                 fn = call.get("function", {})
                 if not isinstance(fn.get("arguments"), str):

@@ -45,6 +45,7 @@ class Llama3Format(ToolCallFormat):
     name = "llama3"
     description = 'Llama 3.x JSON {"name", "parameters"} (optionally after <|python_tag|>)'
     parallel = False
+    content_with_calls = False
     markers = (PYTHON_TAG,)
 
     def matches(self, template: str) -> bool:

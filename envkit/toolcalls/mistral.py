@@ -7,9 +7,10 @@ Three generations of Mistral's tokenizer write calls differently; the template t
 * ``"args"`` (v11: Magistral, Devstral): ``[TOOL_CALLS]name[ARGS]{...}`` per call;
 * ``"call_id"`` (v13: Mistral Small 3.2): ``[TOOL_CALLS]name[CALL_ID]abcDEF123[ARGS]{...}``.
 
-Parsing accepts all three. Mistral's templates reject call ids that are not 9 alphanumerics, so
-``prepare_messages`` maps envkit's ``call_...`` ids to stable 9-character ones (in the calls and
-in the tool messages answering them). The templates drop content next to calls.
+Parsing accepts all three and keeps the call ids the model wrote. Mistral's templates reject
+call ids that are not 9 alphanumerics, so ``prepare_messages`` maps envkit's ``call_...`` ids
+to stable 9-character ones (in the calls and in the tool messages answering them). The
+templates drop content next to calls.
 
 Example:
     >>> from envkit.toolcalls.mistral import MistralFormat
@@ -57,6 +58,7 @@ class MistralFormat(ToolCallFormat):
     name = "mistral"
     description = "Mistral [TOOL_CALLS] (JSON list, or name[ARGS]{...} per call)"
     markers = (TOOL_CALLS, ARGS, CALL_ID)
+    content_with_calls = False
 
     def __init__(self, variant: Variant = "list") -> None:
         if variant not in ("list", "args", "call_id"):
@@ -133,20 +135,29 @@ def _parse_segment(segment: str, make_id: MakeId) -> tuple[list[ToolCall], int]:
             call = salvage_json_call(segment, make_id)
             return ([call] if call else []), 1
         items = data if isinstance(data, list) else [data]
-        calls = [call_from_json(item, make_id) for item in items]
+        calls = [_with_id(call_from_json(item, make_id), item) for item in items]
         good = [c for c in calls if c is not None]
         return good, len(calls) - len(good)
     if ARGS not in segment:
         return [], 1
     head, _, raw = segment.partition(ARGS)
-    name = head.split(CALL_ID)[0].strip()
+    name, _, written_id = (part.strip() for part in head.partition(CALL_ID))
     if not name:
         return [], 1
+    call_id = written_id or make_id()
     raw = raw.strip()
     try:
         value, _ = _DECODER.raw_decode(raw)
     except ValueError:
-        return [ToolCall.create(name, raw, id=make_id())], 1
+        return [ToolCall.create(name, raw, id=call_id)], 1
     if not isinstance(value, dict):
-        return [ToolCall.create(name, raw, id=make_id())], 1
-    return [ToolCall.create(name, json.dumps(value, ensure_ascii=False), id=make_id())], 0
+        return [ToolCall.create(name, raw, id=call_id)], 1
+    return [ToolCall.create(name, json.dumps(value, ensure_ascii=False), id=call_id)], 0
+
+
+def _with_id(call: ToolCall | None, item: Any) -> ToolCall | None:
+    """The call with the id the model wrote (``"id"`` in the list form), when it wrote one."""
+    written = item.get("id") if isinstance(item, dict) else None
+    if call is None or not isinstance(written, str) or not written:
+        return call
+    return call.model_copy(update={"id": written})
