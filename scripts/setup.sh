@@ -51,6 +51,18 @@ else
   echo "$fingerprint" > "$STAMP"
 fi
 
+# The viewer's browser tests (marker `browser`) drive a headless Chromium: the Debian package.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium (for the viewer's browser tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+  else
+    echo "setup: chromium is missing; the browser tests need it: sudo apt-get install chromium" >&2
+  fi
+fi
+
 if [ "$want_docker" = 1 ]; then
   bash scripts/install_docker.sh
 fi

@@ -255,12 +255,14 @@ from envkit.cli.check_template import check_template_command  # noqa: E402
 from envkit.cli.init import init_command  # noqa: E402
 from envkit.cli.sandbox import app as sandbox_app  # noqa: E402
 from envkit.cli.train import report_command, train_command  # noqa: E402
+from envkit.cli.view import view_command  # noqa: E402
 
 app.add_typer(sandbox_app, name="sandbox")
 app.command("init")(init_command)
 app.command("train")(train_command)
 app.command("report")(report_command)
 app.command("check-template")(check_template_command)
+app.command("view")(view_command)
 
 
 def main() -> None:
