@@ -21,7 +21,7 @@ Example:
     >>> from envkit.toolcalls.template_check import check_template
     >>> report = check_template(load_model("tiny-random")[1])
     >>> report.format.name, report.ok, [t.prefix_ok for t in report.turns]
-    ('hermes', True, [True, True, True, True])
+    ('hermes', True, [True, True, True, None])
 """
 
 from __future__ import annotations
