@@ -192,13 +192,12 @@ class DatasetRows:
         for row in rows:
             columns.update(row)
         wanted = [("prompt", prompt)] + ([("answer", answer)] if answer is not None else [])
-        wanted += [("info column", c) for c in info_columns]
-        for what, column in wanted:
+        wanted += [("info_columns", c) for c in info_columns]
+        for param, column in wanted:
             if column not in columns:
                 raise ValueError(
-                    f"the {what} column {column!r} is not in the dataset; its columns are "
-                    f"{sorted(columns)} (pass {'prompt' if what == 'prompt' else what.split()[0]}"
-                    "=<one of them>)"
+                    f"the {param} column {column!r} is not in the dataset; its columns are "
+                    f"{sorted(columns)} (pass {param}=... naming one of them)"
                 )
         self.rows = rows
         self.columns = sorted(columns)
