@@ -90,6 +90,14 @@ class HeadlessChromium:
                 "package `chromium`), or `apt-get install chromium`, or set ENVKIT_CHROMIUM to a "
                 "Chromium/Chrome binary"
             )
+        resolved = shutil.which(self.executable)
+        if resolved is None:
+            raise BrowserError(
+                f"{self.executable!r} is not an executable file: install chromium "
+                "(`bash scripts/setup.sh` or `apt-get install chromium`) or point ENVKIT_CHROMIUM "
+                "at a Chromium/Chrome binary"
+            )
+        self.executable = resolved
         self.width, self.height, self.timeout = width, height, timeout
         self.events: list[dict[str, Any]] = []
         self.dialogs: list[str] = []

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from PIL import Image
 
 from envkit.viewer import write_view
-from envkit.viewer.browser import HeadlessChromium
+from envkit.viewer.browser import BrowserError, HeadlessChromium
 
 pytestmark = pytest.mark.browser
 
@@ -213,3 +214,13 @@ def test_a_training_run_shows_its_curves_and_a_click_on_a_point_shows_that_step(
     )
     assert shown(browser) == "4 of 8 trajectories shown"
     assert {r["c-step"] for r in rows(browser)} == {"2"}
+
+
+def test_a_missing_or_broken_browser_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BrowserError, match="not an executable file: install chromium"):
+        HeadlessChromium(str(tmp_path / "no-such-chromium"))
+    profiles = Path(tempfile.gettempdir())
+    before = set(profiles.glob("envkit-chromium-*"))
+    with pytest.raises(BrowserError, match=r"exited with code 1 at start"):
+        HeadlessChromium("/bin/false", timeout=30).start()
+    assert set(profiles.glob("envkit-chromium-*")) == before  # its profile was removed
