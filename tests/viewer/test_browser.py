@@ -76,7 +76,7 @@ def test_the_page_loads_without_console_errors_and_shows_the_trajectories(
     assert {r["c-env"] for r in listed} == {"SayWordEnv"}
     assert {r["c-outcome"] for r in listed} == {"ok", "truncated", "policy_error"}
     detail = browser.evaluate("document.getElementById('detail').innerText")
-    assert "judge judge: 0.9" in detail and "because T" in detail
+    assert "judge: 0.9" in detail and "because T" in detail
     assert "→ spell" in detail and "USER" in detail  # a tool call, and the conversation
     summary = browser.evaluate("document.getElementById('summary').innerText")
     assert "trajectories: 18" in summary and "outcome policy_error: 2" in summary

@@ -436,7 +436,8 @@
     }
     t.judges.forEach(function (j) {
       var jb = el("div", "judge");
-      var jh = el("div", "judge-head", "judge " + j.name + ": " + fmt(j.score));
+      var who = j.name === "judge" ? "judge" : "judge " + j.name;
+      var jh = el("div", "judge-head", who + ": " + fmt(j.score));
       if (j.reward_hacking === true) jh.appendChild(el("span", "badge hack", "reward hacking?"));
       jb.appendChild(jh);
       jb.appendChild(el("div", "explanation", j.explanation));
@@ -535,8 +536,10 @@
     });
     d.appendChild(members);
     var sel = members.querySelector(".card.selected");
-    if (sel && members.scrollWidth > members.clientWidth)
-      members.scrollLeft = Math.max(0, sel.offsetLeft - members.offsetLeft - 8);
+    if (sel && members.scrollWidth > members.clientWidth) {
+      var left = sel.offsetLeft - members.offsetLeft;
+      if (left + sel.offsetWidth > members.clientWidth) members.scrollLeft = Math.max(0, left - 8);
+    }
   }
 
   // ------------------------------------------------------------ charts: click a point = its step
