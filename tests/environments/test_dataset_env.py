@@ -404,3 +404,26 @@ def test_a_taken_id_needs_override() -> None:
         register_dataset("Capitals-v0", ROWS, prompt="question")
     register_dataset("Capitals-v0", ROWS[:3], prompt="question", override=True)
     assert envkit.make("Capitals-v0", split="all").unwrapped.num_tasks == 3
+
+
+# --------------------------------------------------------------------------- the docs
+def test_the_docs_snippets_run() -> None:
+    """Every Python block of docs/datasets.md runs as written (prints included)."""
+    import contextlib
+    import io
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "datasets.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 4
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for block in blocks:
+            exec(compile(block, "docs/datasets.md", "exec"), {"__name__": "__main__"})
+    printed = out.getvalue().splitlines()
+    assert printed[:3] == [
+        "What is the capital of Japan? train",
+        "2",
+        "1.0 {'exact_match': 1.0, 'regex_match': 1.0}",
+    ], printed
+    assert "Calculate ( ( 5 + 0 ) )." in printed
