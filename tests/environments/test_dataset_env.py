@@ -18,7 +18,7 @@ from envkit.environments import DatasetEnv, register_dataset
 from envkit.environments.dataset import DatasetRows, load_rows, split_of
 from envkit.policies import CallablePolicy
 from envkit.rewards import Rubric, reward, score_groups, unregister
-from envkit.types import Trajectory, TrajectoryGroup
+from envkit.types import Trajectory, TrajectoryGroup, read_jsonl
 
 CAPITALS = [
     ("France", "Paris"),
@@ -427,3 +427,39 @@ def test_the_docs_snippets_run() -> None:
         "1.0 {'exact_match': 1.0, 'regex_match': 1.0}",
     ], printed
     assert "Calculate ( ( 5 + 0 ) )." in printed
+
+
+# --------------------------------------------------------------------------- training
+def test_trains_one_step_with_tiny_random(tmp_path: Path) -> None:
+    import torch
+
+    from envkit.trainers import GRPOConfig, GRPOTrainer
+    from envkit.trainers.run_dir import RunDir
+
+    register_dataset("Sums-v0", ARITH, test_fraction=0.2, max_turns=2)
+    config = GRPOConfig(
+        output_dir=str(tmp_path / "run"),
+        max_steps=1,
+        group_size=2,
+        groups_per_step=2,
+        max_new_tokens=6,
+        progress=False,
+        torch_threads=1,
+    )
+    threads = torch.get_num_threads()
+    trainer = GRPOTrainer("tiny-random", "Sums-v0", config=config)
+    try:
+        result = trainer.train()
+    finally:
+        trainer.close()
+        torch.set_num_threads(threads)
+    assert result.steps == 1
+    metrics = [r for r in RunDir(result.run_dir).read_metrics() if r.get("kind") == "train"]
+    assert [r["step"] for r in metrics] == [1] and metrics[0]["reward/known_frac"] == 1.0
+    train_prompts = {ARITH[i]["prompt"] for i in envkit.make("Sums-v0").unwrapped.indices}
+    files = sorted((Path(result.run_dir) / "trajectories").glob("*.jsonl"))
+    trajs = [t for f in files for g in read_jsonl(f, TrajectoryGroup) for t in g]
+    assert len(trajs) == 4
+    prompts = [next(m.content for m in t.messages if m.role == "user") for t in trajs]
+    assert set(prompts) <= train_prompts  # the trainer drew from the train split only
+    assert all(t.reference is not None for t in trajs)
