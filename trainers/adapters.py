@@ -116,14 +116,17 @@ def evaluate_adapters(
         top_p=top_p,
         max_batch_size=max(1, min(concurrency, len(seeds) * group_size)),
     )
+    # peft refuses adapter names with "." (a run folder such as "lr-0.001"): load each under a
+    # plain internal name and keep the display name for the results.
+    internal = {name: f"envkit_adapter_{i}" for i, name in enumerate(named)}
     for name, path in named.items():
-        policy.load_adapter(path, name)
+        policy.load_adapter(path, internal[name])
     order = ([BASE] if include_base else []) + list(named)
     loop = BackgroundLoop()
     results: dict[str, list[TrajectoryGroup]] = {}
     try:
         for name in order:
-            policy.use_adapter(None if name == BASE else name)
+            policy.use_adapter(None if name == BASE else internal[name])
             start = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(derive_seed(seed, "evaluate_adapters"))
