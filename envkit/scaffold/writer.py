@@ -9,8 +9,8 @@ Example:
     >>> import tempfile, pathlib
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     result = scaffold("word-golf", template="chat", directory=pathlib.Path(tmp) / "wg")
-    ...     sorted(p.as_posix() for p in result.files)[:3]
-    ['README.md', 'pyproject.toml', 'tests/test_check.py']
+    ...     [p.as_posix() for p in result.files if p.parts[0] == "word_golf"]
+    ['word_golf/__init__.py', 'word_golf/env.py', 'word_golf/rewards.py', 'word_golf/tasks.jsonl']
 """
 
 from __future__ import annotations
