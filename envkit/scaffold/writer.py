@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -105,6 +106,20 @@ def template_files(template: str, names: ProjectNames) -> dict[PurePosixPath, st
     return rendered
 
 
+def _check_not_importable(package: str) -> None:
+    """Refuses a package name that an installed module already has (it would shadow it)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return
+    if spec is None or spec.origin in (None, "namespace"):  # a plain folder is no module
+        return
+    raise ScaffoldError(
+        f"a module named {package!r} is already importable here ({spec.origin}); the new "
+        "project's package would clash with it. Pick another name"
+    )
+
+
 def scaffold(name: str, *, template: str = "chat", directory: Path | None = None) -> ScaffoldResult:
     """Writes a new installable envkit project.
 
@@ -118,7 +133,8 @@ def scaffold(name: str, *, template: str = "chat", directory: Path | None = None
 
     Raises:
         InvalidNameError: ``name`` cannot be a Python package name.
-        ScaffoldError: unknown template, or ``directory`` is a file or a non-empty folder.
+        ScaffoldError: unknown template, ``directory`` is a file or a non-empty folder, or a
+            module of the package's name is already installed.
     """
     names = ProjectNames.from_name(name)
     rendered = template_files(template, names)
@@ -130,6 +146,7 @@ def scaffold(name: str, *, template: str = "chat", directory: Path | None = None
             f"{directory} already exists and is not empty; pass --dir with a new or empty folder "
             "(envkit init never overwrites files)"
         )
+    _check_not_importable(names.package)
     for rel, text in rendered.items():
         path = directory.joinpath(*rel.parts)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -94,6 +94,15 @@ def test_a_file_in_the_way_is_refused(tmp_path: Path) -> None:
         scaffold("word-golf", directory=tmp_path / "word-golf")
 
 
+def test_a_name_an_installed_module_has_is_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["init", "litellm-env", "--dir", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output  # litellm_env: no such module
+    result = runner.invoke(app, ["init", "jsonschema", "--dir", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert "a module named 'jsonschema' is already importable here" in flat(result.output)
+    assert not (tmp_path / "b").exists()
+
+
 def test_an_unknown_template_is_refused_with_the_choices(tmp_path: Path) -> None:
     result = runner.invoke(app, ["init", "word-golf", "-t", "web", "--dir", str(tmp_path / "w")])
     assert result.exit_code == 2
