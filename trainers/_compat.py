@@ -41,7 +41,7 @@ TESTED: dict[str, str] = {
     "torch": "2.13.0 (CPU: floors job and CI), 2.11 (CUDA: benchmarks/gpu_check.py)",
     "transformers": "4.56.2 (floor), 5.17.0, 5.24.0",
     "trl": "1.16.0",
-    "peft": "0.17.0 (floor), 0.21.2",
+    "peft": "0.18.0 (floor), 0.21.2",
     "accelerate": "1.10.1 (floor), 1.15.0",
 }
 """The versions of the training stack ``make test`` runs the trainer tests on."""
@@ -220,14 +220,18 @@ def remove_quantization(model: Any, *, only: str | None = None) -> None:
 
 
 def continuous_batching_available() -> bool:
-    """Whether the installed transformers has ``generate_batch`` (continuous batching)."""
+    """Whether the installed transformers has continuous batching that returns log-probabilities.
+
+    (``init_continuous_batching`` and ``ContinuousBatchingConfig(return_logprobs=...)``; transformers
+    5.17 and 5.24 have them, 4.56 has neither.)
+    """
     try:
         from transformers import GenerationMixin
+        from transformers.generation import ContinuousBatchingConfig
     except ImportError:
         return False
-    return hasattr(GenerationMixin, "generate_batch") and hasattr(
-        GenerationMixin, "init_continuous_batching"
-    )
+    fields = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
+    return hasattr(GenerationMixin, "init_continuous_batching") and "return_logprobs" in fields
 
 
 def vllm_engine(trainer: Any) -> Any:
