@@ -222,8 +222,8 @@ def remove_quantization(model: Any, *, only: str | None = None) -> None:
 def continuous_batching_available() -> bool:
     """Whether the installed transformers has continuous batching that returns log-probabilities.
 
-    (``init_continuous_batching`` and ``ContinuousBatchingConfig(return_logprobs=...)``; transformers
-    5.17 and 5.24 have them, 4.56 has neither.)
+    (``init_continuous_batching`` and ``ContinuousBatchingConfig(return_logprobs=...)``;
+    transformers 5.17 and 5.24 have them, 4.56 has neither.)
     """
     try:
         from transformers import GenerationMixin
