@@ -41,7 +41,7 @@ TESTED: dict[str, str] = {
     "torch": "2.13.0 (CPU: floors job and CI), 2.11 (CUDA: benchmarks/gpu_check.py)",
     "transformers": "4.56.2 (floor), 5.17.0, 5.24.0",
     "trl": "1.16.0",
-    "peft": "0.18.0 (floor), 0.21.2",
+    "peft": "0.17.0 (floor), 0.21.2",
     "accelerate": "1.10.1 (floor), 1.15.0",
 }
 """The versions of the training stack ``make test`` runs the trainer tests on."""

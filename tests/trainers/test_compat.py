@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,13 +18,21 @@ def test_the_installed_stack_passes_the_check() -> None:
 
 
 def test_checkpointing_uses_the_name_the_installed_transformers_knows(tmp_path: Path) -> None:
-    kwargs = _compat.checkpointing_args(True)
-    (name,) = kwargs
-    args = trl.GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", **kwargs)
-    assert getattr(args, name) is True
-    assert _compat.checkpointing_kwargs(args) is None or isinstance(
-        _compat.checkpointing_kwargs(args), dict
+    # In a subprocess: building TrainingArguments sets process-wide state (accelerate's
+    # environment) that would leak into the other tests of this session.
+    code = (
+        "import trl\n"
+        "from envkit.trainers import _compat\n"
+        "kwargs = _compat.checkpointing_args(True)\n"
+        f"args = trl.GRPOConfig(output_dir={str(tmp_path)!r}, use_cpu=True, report_to='none', "
+        "**kwargs)\n"
+        "(name,) = kwargs\n"
+        "assert getattr(args, name) is True, name\n"
+        "print('ok', name)\n"
     )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[0] == "ok"
 
 
 def test_a_missing_internal_is_named_with_the_tested_versions(monkeypatch) -> None:
