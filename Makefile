@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   installs what is missing, then trains a LoRA adapter on a bundled env (CPU ok)
-#   make test   installs what is missing (Python packages, Docker engine, sandbox image), runs the tests
+#   make test   installs what is missing (Python packages, Docker engine, sandbox image), runs the
+#               tests, then the floors job (trainer + policy tests on the lowest declared versions)
 PY ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
@@ -16,6 +17,7 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q --durations=20
+	PYTHON=$(PY) bash scripts/floors.sh
 
 lint:
 	ruff check . && ruff format --check .
