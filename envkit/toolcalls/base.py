@@ -28,7 +28,7 @@ import json
 import re
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "MakeId",
     "ParsedToolCalls",
     "ToolCallFormat",
+    "ToolSchemas",
     "arguments_dict",
     "arguments_text",
     "canonical_arguments",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 MakeId = Callable[[], str]
+ToolSchemas = Sequence[Mapping[str, Any]]
+"""OpenAI tool schemas (``{"type": "function", "function": {...}}`` dicts)."""
 
 
 def new_call_id() -> str:
@@ -130,7 +133,7 @@ def convert_value(raw: str, schema: Mapping[str, Any] | None = None) -> Any:
     return raw
 
 
-def parameter_schemas(tools: Sequence[Mapping[str, Any]] | None, name: str) -> dict[str, Any]:
+def parameter_schemas(tools: ToolSchemas | None, name: str) -> dict[str, Any]:
     """The ``properties`` of tool ``name`` among OpenAI tool schemas (empty when unknown)."""
     for tool in tools or []:
         fn = tool.get("function", tool)
@@ -162,13 +165,8 @@ class ToolCallFormat(ABC):
     def matches(self, template: str) -> bool:
         """Whether a chat template's text renders tool calls in this format."""
 
-    @abstractmethod
     def parse(
-        self,
-        text: str,
-        *,
-        make_id: MakeId = new_call_id,
-        tools: Sequence[Mapping[str, Any]] | None = None,
+        self, text: str, *, make_id: MakeId = new_call_id, tools: ToolSchemas | None = None
     ) -> ParsedToolCalls:
         """Splits a decoded assistant turn into content and tool calls.
 
@@ -178,6 +176,11 @@ class ToolCallFormat(ABC):
             make_id: Produces the id of each call (default: random ``call_...`` ids).
             tools: The OpenAI tool schemas offered (XML formats use them to type values).
         """
+        return self._parse(text, make_id, tools)
+
+    @abstractmethod
+    def _parse(self, text: str, make_id: MakeId, tools: ToolSchemas | None) -> ParsedToolCalls:
+        """``parse`` with every argument given: what each format implements."""
 
     @abstractmethod
     def render(self, calls: Sequence[ToolCall], content: str = "") -> str:
@@ -229,3 +232,47 @@ def salvage_json_call(body: str, make_id: MakeId) -> ToolCall | None:
     if args and raw.endswith("}") and raw.count("}") > raw.count("{"):
         raw = raw[:-1].rstrip()  # drop the brace that closed the outer {"name": ..., ...}
     return ToolCall.create(fn_name, raw, id=make_id())
+
+
+def json_object_call(
+    name: str, raw: str, call_id: str, decode: Callable[[str], Any] = json.loads
+) -> tuple[ToolCall, int]:
+    """A call named ``name`` from its arguments text, and 1 when they are not a JSON object
+    (the call then keeps the raw text, so the environment can answer "invalid arguments")."""
+    try:
+        value = decode(raw)
+    except ValueError:
+        return ToolCall.create(name, raw, id=call_id), 1
+    if not isinstance(value, dict):
+        return ToolCall.create(name, raw, id=call_id), 1
+    return ToolCall.create(name, json.dumps(value, ensure_ascii=False), id=call_id), 0
+
+
+BlockParser = Callable[[re.Match[str]], tuple[list[ToolCall] | None, int]]
+"""Reads one block of tool-call markup: its calls (``None``: leave the block in the content as
+text) and how many of them were malformed."""
+
+
+def parse_blocks(
+    text: str, blocks: Iterable[re.Match[str]], parse_block: BlockParser
+) -> ParsedToolCalls:
+    """Content and calls of ``text`` whose tool-call markup stands in ``blocks`` (in order).
+
+    The content is the text outside the blocks plus the blocks ``parse_block`` could not read
+    (``None``), stripped.
+    """
+    calls: list[ToolCall] = []
+    kept: list[str] = []
+    malformed = 0
+    pos = 0
+    for block in blocks:
+        kept.append(text[pos : block.start()])
+        pos = block.end()
+        found, bad = parse_block(block)
+        malformed += bad
+        if found is None:
+            kept.append(block.group(0))  # no readable name: leave the text for the model to see
+        else:
+            calls.extend(found)
+    kept.append(text[pos:])
+    return ParsedToolCalls(content="".join(kept).strip(), tool_calls=calls, malformed=malformed)

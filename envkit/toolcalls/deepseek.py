@@ -35,15 +35,16 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from envkit.toolcalls.base import (
     MakeId,
     ParsedToolCalls,
     ToolCallFormat,
+    ToolSchemas,
     canonical_arguments,
-    new_call_id,
+    json_object_call,
 )
 from envkit.types import ToolCall
 
@@ -88,13 +89,7 @@ class DeepSeekFormat(ToolCallFormat):
         """The variant the template renders."""
         return DeepSeekFormat("r1" if "```json" in template else "v3.1")
 
-    def parse(
-        self,
-        text: str,
-        *,
-        make_id: MakeId = new_call_id,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-    ) -> ParsedToolCalls:
+    def _parse(self, text: str, make_id: MakeId, tools: ToolSchemas | None) -> ParsedToolCalls:
         if CALL_BEGIN not in text:
             return ParsedToolCalls(content=text)
         cut = text.find(CALLS_BEGIN)
@@ -172,10 +167,4 @@ def _parse_call(body: str, make_id: MakeId) -> tuple[ToolCall, int] | None:
         name, raw = left.strip(), right.strip()
     if not name:
         return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return ToolCall.create(name, raw, id=make_id()), 1
-    if not isinstance(value, dict):
-        return ToolCall.create(name, raw, id=make_id()), 1
-    return ToolCall.create(name, json.dumps(value, ensure_ascii=False), id=make_id()), 0
+    return json_object_call(name, raw, make_id())

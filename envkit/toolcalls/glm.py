@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from envkit.toolcalls.base import (
     MakeId,
     ParsedToolCalls,
     ToolCallFormat,
+    ToolSchemas,
     arguments_dict,
     convert_value,
-    new_call_id,
     parameter_schemas,
+    parse_blocks,
 )
 from envkit.toolcalls.qwen3_coder import wrap_raw_arguments
 from envkit.types import ToolCall
@@ -65,37 +66,12 @@ class GLMFormat(ToolCallFormat):
     def matches(self, template: str) -> bool:
         return "<arg_key>" in template
 
-    def parse(
-        self,
-        text: str,
-        *,
-        make_id: MakeId = new_call_id,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-    ) -> ParsedToolCalls:
+    def _parse(self, text: str, make_id: MakeId, tools: ToolSchemas | None) -> ParsedToolCalls:
         if "<tool_call>" not in text:
             return ParsedToolCalls(content=text)
-        calls: list[ToolCall] = []
-        kept: list[str] = []
-        malformed = 0
-        pos = 0
-        for block in _BLOCK.finditer(text):
-            kept.append(text[pos : block.start()])
-            pos = block.end()
-            body = block.group(1)
-            name = _NAME.match(body)
-            if name is None:
-                malformed += 1
-                kept.append(block.group(0))
-                continue
-            schemas = parameter_schemas(tools, name.group(1))
-            args = {
-                k.strip(): convert_value(v.strip("\n"), schemas.get(k.strip()))
-                for k, v in _PAIR.findall(body[name.end() :])
-            }
-            text_args = json.dumps(args, ensure_ascii=False)
-            calls.append(ToolCall.create(name.group(1), text_args, id=make_id()))
-        kept.append(text[pos:])
-        return ParsedToolCalls(content="".join(kept).strip(), tool_calls=calls, malformed=malformed)
+        return parse_blocks(
+            text, _BLOCK.finditer(text), lambda block: _parse_block(block.group(1), make_id, tools)
+        )
 
     def render(self, calls: Sequence[ToolCall], content: str = "") -> str:
         out = f"\n{content.strip()}" if content.strip() else ""
@@ -118,3 +94,18 @@ class GLMFormat(ToolCallFormat):
 
     def prepare_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return wrap_raw_arguments(messages)
+
+
+def _parse_block(
+    body: str, make_id: MakeId, tools: ToolSchemas | None
+) -> tuple[list[ToolCall] | None, int]:
+    """The call of one ``<tool_call>`` block (``None``: no name) and whether it was malformed."""
+    name = _NAME.match(body)
+    if name is None:
+        return None, 1
+    schemas = parameter_schemas(tools, name.group(1))
+    args = {
+        k.strip(): convert_value(v.strip("\n"), schemas.get(k.strip()))
+        for k, v in _PAIR.findall(body[name.end() :])
+    }
+    return [ToolCall.create(name.group(1), json.dumps(args, ensure_ascii=False), id=make_id())], 0

@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from envkit.toolcalls.base import (
     MakeId,
     ParsedToolCalls,
     ToolCallFormat,
+    ToolSchemas,
     call_from_json,
     canonical_arguments,
     new_call_id,
+    parse_blocks,
     salvage_json_call,
 )
 from envkit.types import ToolCall
@@ -64,26 +65,13 @@ def parse_tool_calls(text: str, *, make_id: MakeId = new_call_id) -> ParsedToolC
     """
     if OPEN_TAG not in text:
         return ParsedToolCalls(content=text)
-    calls: list[ToolCall] = []
-    kept: list[str] = []
-    malformed = 0
-    pos = 0
-    for match in _BLOCK.finditer(text):
-        kept.append(text[pos : match.start()])
-        pos = match.end()
-        parsed = _parse_block(match.group(1).strip(), make_id)
-        if parsed is None or parsed[1]:
-            malformed += 1
-        if parsed is None:
-            kept.append(match.group(0))  # no readable name: leave the text for the model to see
-        else:
-            calls.extend(parsed[0])
-    kept.append(text[pos:])
-    return ParsedToolCalls(content="".join(kept).strip(), tool_calls=calls, malformed=malformed)
+    return parse_blocks(
+        text, _BLOCK.finditer(text), lambda block: _parse_block(block.group(1).strip(), make_id)
+    )
 
 
-def _parse_block(body: str, make_id: MakeId) -> tuple[list[ToolCall], bool] | None:
-    """The calls of one block and whether it was malformed; ``None``: nothing usable."""
+def _parse_block(body: str, make_id: MakeId) -> tuple[list[ToolCall] | None, int]:
+    """The calls of one block (``None``: nothing usable) and whether it was malformed."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -95,12 +83,12 @@ def _parse_block(body: str, make_id: MakeId) -> tuple[list[ToolCall], bool] | No
         if call is None:
             return _salvage(body, make_id)
         calls.append(call)
-    return calls, False
+    return calls, 0
 
 
-def _salvage(body: str, make_id: MakeId) -> tuple[list[ToolCall], bool] | None:
+def _salvage(body: str, make_id: MakeId) -> tuple[list[ToolCall] | None, int]:
     call = salvage_json_call(body, make_id)
-    return None if call is None else ([call], True)
+    return (None if call is None else [call]), 1
 
 
 class HermesFormat(ToolCallFormat):
@@ -117,13 +105,7 @@ class HermesFormat(ToolCallFormat):
     def matches(self, template: str) -> bool:
         return OPEN_TAG in template
 
-    def parse(
-        self,
-        text: str,
-        *,
-        make_id: MakeId = new_call_id,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-    ) -> ParsedToolCalls:
+    def _parse(self, text: str, make_id: MakeId, tools: ToolSchemas | None) -> ParsedToolCalls:
         return parse_tool_calls(text, make_id=make_id)
 
     def render(self, calls: Sequence[ToolCall], content: str = "") -> str:

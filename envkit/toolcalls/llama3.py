@@ -18,16 +18,15 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from envkit.toolcalls.base import (
     MakeId,
     ParsedToolCalls,
     ToolCallFormat,
+    ToolSchemas,
     call_from_json,
     canonical_arguments,
-    new_call_id,
     salvage_json_call,
 )
 from envkit.types import ToolCall
@@ -53,13 +52,7 @@ class Llama3Format(ToolCallFormat):
             PYTHON_TAG in template or '"parameters"' in template
         )
 
-    def parse(
-        self,
-        text: str,
-        *,
-        make_id: MakeId = new_call_id,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-    ) -> ParsedToolCalls:
+    def _parse(self, text: str, make_id: MakeId, tools: ToolSchemas | None) -> ParsedToolCalls:
         if PYTHON_TAG in text:
             before, _, body = text.partition(PYTHON_TAG)
         elif text.lstrip().startswith("{"):

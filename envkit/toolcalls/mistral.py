@@ -23,16 +23,19 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from envkit.toolcalls.base import (
     MakeId,
     ParsedToolCalls,
     ToolCallFormat,
+    ToolSchemas,
     call_from_json,
     canonical_arguments,
-    new_call_id,
+    json_object_call,
+    parse_blocks,
     salvage_json_call,
     short_call_id,
 )
@@ -44,6 +47,7 @@ TOOL_CALLS = "[TOOL_CALLS]"
 ARGS = "[ARGS]"
 CALL_ID = "[CALL_ID]"
 _DECODER = json.JSONDecoder()
+_SEGMENT = re.compile(re.escape(TOOL_CALLS) + r"(.*?)(?=" + re.escape(TOOL_CALLS) + r"|\Z)", re.S)
 
 Variant = Literal["list", "args", "call_id"]
 
@@ -74,27 +78,12 @@ class MistralFormat(ToolCallFormat):
             return MistralFormat("call_id")
         return MistralFormat("args" if ARGS in template else "list")
 
-    def parse(
-        self,
-        text: str,
-        *,
-        make_id: MakeId = new_call_id,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-    ) -> ParsedToolCalls:
+    def _parse(self, text: str, make_id: MakeId, tools: ToolSchemas | None) -> ParsedToolCalls:
         if TOOL_CALLS not in text:
             return ParsedToolCalls(content=text)
-        content, *segments = text.split(TOOL_CALLS)
-        calls: list[ToolCall] = []
-        kept = [content]
-        malformed = 0
-        for segment in segments:
-            found, bad = _parse_segment(segment.strip(), make_id)
-            malformed += bad
-            if found:
-                calls.extend(found)
-            else:
-                kept.append(TOOL_CALLS + segment)
-        return ParsedToolCalls(content="".join(kept).strip(), tool_calls=calls, malformed=malformed)
+        return parse_blocks(
+            text, _SEGMENT.finditer(text), lambda seg: _parse_segment(seg.group(1).strip(), make_id)
+        )
 
     def render(self, calls: Sequence[ToolCall], content: str = "") -> str:
         if not calls:
@@ -126,33 +115,31 @@ class MistralFormat(ToolCallFormat):
         return f"MistralFormat(variant={self.variant!r})"
 
 
-def _parse_segment(segment: str, make_id: MakeId) -> tuple[list[ToolCall], int]:
-    """The calls after one ``[TOOL_CALLS]`` and how many were malformed."""
+def _parse_segment(segment: str, make_id: MakeId) -> tuple[list[ToolCall] | None, int]:
+    """The calls after one ``[TOOL_CALLS]`` (``None``: none) and how many were malformed."""
     if segment.startswith(("[", "{")):
         try:
             data, _ = _DECODER.raw_decode(segment)
         except ValueError:
             call = salvage_json_call(segment, make_id)
-            return ([call] if call else []), 1
+            return ([call] if call else None), 1
         items = data if isinstance(data, list) else [data]
         calls = [_with_id(call_from_json(item, make_id), item) for item in items]
         good = [c for c in calls if c is not None]
-        return good, len(calls) - len(good)
+        return good or None, len(calls) - len(good)
     if ARGS not in segment:
-        return [], 1
+        return None, 1
     head, _, raw = segment.partition(ARGS)
     name, _, written_id = (part.strip() for part in head.partition(CALL_ID))
     if not name:
-        return [], 1
-    call_id = written_id or make_id()
-    raw = raw.strip()
-    try:
-        value, _ = _DECODER.raw_decode(raw)
-    except ValueError:
-        return [ToolCall.create(name, raw, id=call_id)], 1
-    if not isinstance(value, dict):
-        return [ToolCall.create(name, raw, id=call_id)], 1
-    return [ToolCall.create(name, json.dumps(value, ensure_ascii=False), id=call_id)], 0
+        return None, 1
+    call, bad = json_object_call(name, raw.strip(), written_id or make_id(), _decode_prefix)
+    return [call], bad
+
+
+def _decode_prefix(raw: str) -> Any:
+    """The JSON value at the start of ``raw`` (text after it is ignored)."""
+    return _DECODER.raw_decode(raw)[0]
 
 
 def _with_id(call: ToolCall | None, item: Any) -> ToolCall | None:

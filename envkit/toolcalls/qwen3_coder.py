@@ -26,17 +26,18 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from envkit.toolcalls.base import (
     MakeId,
     ParsedToolCalls,
     ToolCallFormat,
+    ToolSchemas,
     arguments_dict,
     convert_value,
-    new_call_id,
     parameter_schemas,
+    parse_blocks,
 )
 from envkit.types import ToolCall
 
@@ -71,41 +72,11 @@ class Qwen3CoderFormat(ToolCallFormat):
     def matches(self, template: str) -> bool:
         return "<function=" in template and "<parameter=" in template
 
-    def parse(
-        self,
-        text: str,
-        *,
-        make_id: MakeId = new_call_id,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-    ) -> ParsedToolCalls:
+    def _parse(self, text: str, make_id: MakeId, tools: ToolSchemas | None) -> ParsedToolCalls:
         if "<tool_call>" not in text and "<function=" not in text:
             return ParsedToolCalls(content=text)
-        calls: list[ToolCall] = []
-        kept: list[str] = []
-        malformed = 0
-        pos = 0
         blocks = list(_BLOCK.finditer(text)) or list(_FUNCTION.finditer(text))
-        for block in blocks:
-            kept.append(text[pos : block.start()])
-            pos = block.end()
-            found = list(_FUNCTION.finditer(block.group(0)))
-            if not found:
-                malformed += 1
-                kept.append(block.group(0))
-                continue
-            for fn in found:
-                name = fn.group(1).strip()
-                schemas = parameter_schemas(tools, name)
-                args = {
-                    p.group(1).strip(): convert_value(
-                        _strip_one_newline(p.group(2)), schemas.get(p.group(1).strip())
-                    )
-                    for p in _PARAM.finditer(fn.group(2))
-                }
-                text_args = json.dumps(args, ensure_ascii=False)
-                calls.append(ToolCall.create(name, text_args, id=make_id()))
-        kept.append(text[pos:])
-        return ParsedToolCalls(content="".join(kept).strip(), tool_calls=calls, malformed=malformed)
+        return parse_blocks(text, blocks, lambda b: _parse_block(b.group(0), make_id, tools))
 
     def render(self, calls: Sequence[ToolCall], content: str = "") -> str:
         if not calls:
@@ -127,6 +98,27 @@ class Qwen3CoderFormat(ToolCallFormat):
 
     def prepare_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return wrap_raw_arguments(messages)
+
+
+def _parse_block(
+    block: str, make_id: MakeId, tools: ToolSchemas | None
+) -> tuple[list[ToolCall] | None, int]:
+    """The calls of one block's ``<function=...>`` elements (``None``: there are none)."""
+    found = list(_FUNCTION.finditer(block))
+    if not found:
+        return None, 1
+    calls = []
+    for fn in found:
+        name = fn.group(1).strip()
+        schemas = parameter_schemas(tools, name)
+        args = {
+            p.group(1).strip(): convert_value(
+                _strip_one_newline(p.group(2)), schemas.get(p.group(1).strip())
+            )
+            for p in _PARAM.finditer(fn.group(2))
+        }
+        calls.append(ToolCall.create(name, json.dumps(args, ensure_ascii=False), id=make_id()))
+    return calls, 0
 
 
 def wrap_raw_arguments(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
