@@ -26,53 +26,15 @@ from typing import Any
 import pytest
 import torch
 
-from envkit.env import ChatEnv, Feedback, Task
 from envkit.policies import CallablePolicy, HFPolicy
-from envkit.policies.toolcall_parsing import parse_tool_calls
-from envkit.tools import ToolBox, tool
 from envkit.trainers.config import GRPOConfig, LossType
 from envkit.trainers.episodes import BackgroundLoop, EpisodeSource
-from envkit.types import Completion, GenerationRequest, Message
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+import calc_support  # noqa: E402
+from calc_support import CalcEnv  # noqa: E402
 from train_support import lora_model, one_step  # noqa: E402
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Adds two integers.
-
-    Args:
-        a: The first addend.
-        b: The second addend.
-    """
-    return a + b
-
-
-@tool
-def mul(a: int, b: int) -> int:
-    """Multiplies two integers.
-
-    Args:
-        a: The first factor.
-        b: The second factor.
-    """
-    return a * b
-
-
-class CalcEnv(ChatEnv):
-    """Compute (2 + 3) * 4 with the tools; the final answer ends the episode (reward 1 if 20)."""
-
-    def __init__(self) -> None:
-        super().__init__(max_turns=3, toolbox=ToolBox([add, mul]))
-
-    def make_task(self, options: dict[str, Any] | None) -> Task:
-        return Task(messages=[{"role": "user", "content": "Compute (2 + 3) * 4 with the tools."}])
-
-    def respond(self, message: Message) -> Feedback:
-        return Feedback(reward=float("20" in (message.content or "")), done=True)
-
 
 TOOL_TURNS = [
     '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>',
@@ -83,29 +45,14 @@ ANSWERS = ["The answer is 20.", "The answer is 21."]  # first final turn right, 
 
 def scripted_policy(tok: Any) -> CallablePolicy:
     """Renders prompts exactly as ``HFPolicy`` does and "samples" the scripted turns."""
-    renderer = HFPolicy(lora_model()[0], tok, max_new_tokens=64)
-    eos = tok.convert_tokens_to_ids("<|im_end|>")
     answers = iter(ANSWERS)
 
-    def fn(messages: list[dict[str, Any]], tools: Any) -> Completion:
+    def next_text(messages: list[dict[str, Any]]) -> str:
         turn = sum(1 for m in messages if m["role"] == "assistant")
-        text = TOOL_TURNS[turn] if turn < len(TOOL_TURNS) else next(answers)
-        request = GenerationRequest(messages=[Message.coerce(m) for m in messages], tools=tools)
-        ids = [*tok(text, add_special_tokens=False)["input_ids"], eos]
-        parsed = parse_tool_calls(text)
-        return Completion(
-            message=Message(
-                role="assistant",
-                content=parsed.content or None if parsed.tool_calls else text,
-                tool_calls=parsed.tool_calls or None,
-            ),
-            prompt_token_ids=renderer.render(request),
-            token_ids=ids,
-            logprobs=[-1.0] * len(ids),
-            finish_reason="stop",
-        )
+        return TOOL_TURNS[turn] if turn < len(TOOL_TURNS) else next(answers)
 
-    return CallablePolicy(fn)
+    renderer = HFPolicy(lora_model()[0], tok, max_new_tokens=64)
+    return calc_support.scripted_policy(renderer, tok, next_text, lambda i: -1.0)
 
 
 class LossObserver:

@@ -8,53 +8,19 @@ expected layout is computed independently from chat-template renderings of the c
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import envkit
-from envkit.env import ChatEnv, Feedback, Task
 from envkit.policies import CallablePolicy, HFPolicy
-from envkit.policies.toolcall_parsing import parse_tool_calls
-from envkit.tools import ToolBox, tool
 from envkit.trainers.sequences import SequenceError, render_trajectory
 from envkit.types import Completion, GenerationRequest, Message, Trajectory
 
-
-@tool
-def add(a: int, b: int) -> int:
-    """Adds two integers.
-
-    Args:
-        a: The first addend.
-        b: The second addend.
-    """
-    return a + b
-
-
-@tool
-def mul(a: int, b: int) -> int:
-    """Multiplies two integers.
-
-    Args:
-        a: The first factor.
-        b: The second factor.
-    """
-    return a * b
-
-
-class CalcEnv(ChatEnv):
-    """Compute (2 + 3) * 4 with the tools; the final answer ends the episode."""
-
-    def __init__(self) -> None:
-        super().__init__(max_turns=3, toolbox=ToolBox([add, mul]))
-
-    def make_task(self, options: dict[str, Any] | None) -> Task:
-        return Task(messages=[{"role": "user", "content": "Compute (2 + 3) * 4 with the tools."}])
-
-    def respond(self, message: Message) -> Feedback:
-        return Feedback(reward=float("20" in (message.content or "")), done=True)
-
+sys.path.insert(0, str(Path(__file__).parent))
+from calc_support import CalcEnv, scripted_policy
 
 CANONICAL = [
     '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>',
@@ -78,29 +44,14 @@ def model_and_tokenizer(request: pytest.FixtureRequest) -> tuple[Any, Any]:
 
 def _scripted_episode(model: Any, tok: Any, texts: list[str]) -> Trajectory:
     """Plays CalcEnv with a policy that renders like HFPolicy and samples the scripted texts."""
-    renderer = HFPolicy(model, tok, max_new_tokens=64)
-    eos = tok.convert_tokens_to_ids("<|im_end|>")
-    turn = iter(range(len(texts)))
-
-    def fn(messages: list[dict[str, Any]], tools: Any) -> Completion:
-        k = next(turn)
-        request = GenerationRequest(messages=[Message.coerce(m) for m in messages], tools=tools)
-        ids = [*tok(texts[k], add_special_tokens=False)["input_ids"], eos]
-        parsed = parse_tool_calls(texts[k])
-        message = Message(
-            role="assistant",
-            content=parsed.content or None if parsed.tool_calls else texts[k],
-            tool_calls=parsed.tool_calls or None,
-        )
-        return Completion(
-            message=message,
-            prompt_token_ids=renderer.render(request),
-            token_ids=ids,
-            logprobs=[-0.5 - 0.01 * i for i in range(len(ids))],
-            finish_reason="stop",
-        )
-
-    groups = envkit.collect(CalcEnv, CallablePolicy(fn), seeds=[0], progress=False)
+    turn = iter(texts)
+    policy = scripted_policy(
+        HFPolicy(model, tok, max_new_tokens=64),
+        tok,
+        lambda messages: next(turn),
+        lambda i: -0.5 - 0.01 * i,
+    )
+    groups = envkit.collect(CalcEnv, policy, seeds=[0], progress=False)
     traj = groups[0][0]
     assert traj.outcome == "ok", traj.error
     assert [m.role for m in traj.messages] == [
