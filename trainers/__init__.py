@@ -1,6 +1,6 @@
 """GRPO + LoRA training on envkit environments (TRL + peft + transformers underneath).
 
-``GRPOConfig`` holds every knob; ``GRPOTrainer(model, env, reward, config).train()`` leaves a run
+``GRPOConfig`` holds every knob; ``EnvMixture`` trains on several envs by weight; ``GRPOTrainer(model, env, reward, config).train()`` leaves a run
 folder with metrics, trajectories, a reward curve and a peft adapter; ``evaluate_adapters``
 compares several adapters of one base model side by side. Heavy modules (torch, transformers,
 trl, peft) are imported only when these are used.
@@ -19,6 +19,7 @@ from typing import Any
 from envkit.trainers.config import GRPOConfig
 
 __all__ = [
+    "EnvMixture",
     "GRPOConfig",
     "GRPOTrainer",
     "TrainResult",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "EnvMixture": "envkit.trainers.mixture",
     "GRPOTrainer": "envkit.trainers.grpo",
     "TrainResult": "envkit.trainers.grpo",
     "evaluate_adapters": "envkit.trainers.adapters",

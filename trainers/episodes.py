@@ -86,7 +86,8 @@ class EpisodeSource:
     """Callable given to ``TRLBackend(episodes=...)``; see the module doc.
 
     Args:
-        env: An env id or a factory returning a ``ChatEnv``.
+        env: An env id, a factory returning a ``ChatEnv``, or an ``EnvMixture`` (dataset rows
+            then carry ``envkit_env``, the env index of their group).
         config: The run's config.
         make_policy: Builds the sampling policy from the (unwrapped, adapter-carrying) model.
         reward: ``None`` (the env's reward) or anything ``envkit.rewards.score_groups`` takes.
@@ -124,41 +125,82 @@ class EpisodeSource:
             self._policy, self._model = self.make_policy(model), model
         return self._policy
 
-    def _group_seeds(self, inputs: Sequence[dict[str, Any]]) -> list[int]:
+    def _group_tasks(self, inputs: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+        """``(seed, env index)`` of each group (env index 0 without a mixture)."""
         g = self.config.group_size
-        seeds = [int(row["envkit_seed"]) for row in inputs]
-        if len(seeds) % g:
+        tasks = [(int(row["envkit_seed"]), int(row.get("envkit_env", 0))) for row in inputs]
+        if len(tasks) % g:
             raise RuntimeError(
-                f"a generation batch of {len(seeds)} rows is not whole groups of {g}"
+                f"a generation batch of {len(tasks)} rows is not whole groups of {g}"
             )
-        group_seeds = seeds[::g]
-        for i, s in enumerate(group_seeds):
-            if seeds[i * g : (i + 1) * g] != [s] * g:
+        group_tasks = tasks[::g]
+        for i, t in enumerate(group_tasks):
+            if tasks[i * g : (i + 1) * g] != [t] * g:  # one seed AND one env per group
                 raise RuntimeError(
                     "TRL split a group across the batch; groups_per_step must be a "
                     "multiple of the number of processes"
                 )
-        return group_seeds
+        return group_tasks
 
-    def play(self, seeds: Sequence[int], model: Any) -> list[TrajectoryGroup]:
-        """Plays ``group_size`` episodes per seed with the policy of ``model``."""
+    def _group_seeds(self, inputs: Sequence[dict[str, Any]]) -> list[int]:
+        return [seed for seed, _ in self._group_tasks(inputs)]
+
+    def play(
+        self, seeds: Sequence[int], model: Any, envs: Sequence[int] | None = None
+    ) -> list[TrajectoryGroup]:
+        """Plays ``group_size`` episodes per seed with the policy of ``model``.
+
+        With a mixture, ``envs[i]`` is the env index of seed ``i``; each env plays its own
+        groups (all at once when ``concurrency`` allows every episode of the step, otherwise one
+        env after another) and the groups come back in the order of ``seeds``.
+        """
         from envkit.rollout import acollect
+        from envkit.trainers.mixture import EnvMixture
 
         cfg = self.config
         policy = self.policy_for(model)
-        episodes = len(seeds) * cfg.group_size
-        return self.loop.run(
-            acollect(
-                self.env,
+        if not isinstance(self.env, EnvMixture):
+            episodes = len(seeds) * cfg.group_size
+            return self.loop.run(
+                acollect(
+                    self.env,
+                    policy,
+                    seeds=list(seeds),
+                    group_size=cfg.group_size,
+                    concurrency=min(cfg.concurrency, episodes),
+                    env_kwargs=cfg.env_kwargs or None,
+                    episode_timeout=cfg.episode_timeout,
+                    progress=False,
+                )
+            )
+        mixture = self.env
+        envs = list(envs) if envs is not None else [0] * len(seeds)
+        order = list(dict.fromkeys(envs))
+        positions = {k: [i for i, e in enumerate(envs) if e == k] for k in order}
+
+        def one(k: int) -> Coroutine[Any, Any, list[TrajectoryGroup]]:
+            idx = positions[k]
+            return acollect(
+                mixture.entries[k].env,
                 policy,
-                seeds=list(seeds),
+                seeds=[seeds[i] for i in idx],
                 group_size=cfg.group_size,
-                concurrency=min(cfg.concurrency, episodes),
-                env_kwargs=cfg.env_kwargs or None,
+                concurrency=min(cfg.concurrency, len(idx) * cfg.group_size),
+                env_kwargs=mixture.env_kwargs(k, cfg.env_kwargs) or None,
                 episode_timeout=cfg.episode_timeout,
                 progress=False,
             )
-        )
+
+        async def all_envs() -> list[list[TrajectoryGroup]]:
+            if cfg.concurrency >= len(seeds) * cfg.group_size:
+                return list(await asyncio.gather(*(one(k) for k in order)))
+            return [await one(k) for k in order]
+
+        out: list[TrajectoryGroup | None] = [None] * len(seeds)
+        for k, played in zip(order, self.loop.run(all_envs()), strict=True):
+            for i, group in zip(positions[k], played, strict=True):
+                out[i] = group
+        return out  # type: ignore[return-value]
 
     def __call__(self, inputs: list[dict[str, Any]], trainer: Any) -> dict[str, Any]:
         import torch
@@ -166,7 +208,8 @@ class EpisodeSource:
         from envkit.trainers._compat import unwrap_for_generation
 
         cfg = self.config
-        seeds = self._group_seeds(inputs)
+        tasks = self._group_tasks(inputs)
+        seeds = [seed for seed, _ in tasks]
         step = trainer.state.global_step + 1
         rank = trainer.accelerator.process_index
         # Sampling depends only on (seed, step, rank): a resumed run replays the same episodes.
@@ -176,7 +219,7 @@ class EpisodeSource:
             was_training = model.training
             model.eval()
             try:
-                groups = self.play(seeds, model)
+                groups = self.play(seeds, model, [env for _, env in tasks])
             finally:
                 model.train(was_training)
         t1 = time.perf_counter()
@@ -185,6 +228,11 @@ class EpisodeSource:
         rows = self._rows(groups)
         metrics = step_diagnostics(groups, collapse_similarity=cfg.collapse_similarity)
         metrics.update(rows.pop("_metrics"))
+        from envkit.trainers.mixture import EnvMixture, per_env_metrics
+
+        if isinstance(self.env, EnvMixture):
+            names = [self.env.names[env] for _, env in tasks]
+            metrics.update(per_env_metrics(groups, names))
         metrics["time/rollout_s"] = t1 - t0
         metrics["time/reward_s"] = t2 - t1
         if trainer.accelerator.num_processes > 1:
@@ -252,7 +300,9 @@ def _merge_across_processes(metrics: dict[str, float]) -> dict[str, float]:
     out = {}
     for key, values in merged.items():
         finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
-        if key.startswith(_SUMMED):
+        if key.startswith(_SUMMED) or (
+            key.startswith("env/") and key.endswith(("/episodes", "/groups"))
+        ):
             out[key] = float(sum(finite))
         elif key.endswith("_max"):
             out[key] = max(finite) if finite else math.nan

@@ -28,6 +28,7 @@ from typing import Any
 
 from envkit._tokens import stop_token_ids
 from envkit.trainers.config import GRPOConfig
+from envkit.trainers.mixture import EnvMixture
 from envkit.trainers.run_dir import RunDir
 
 __all__ = ["GRPOTrainer", "TrainResult"]
@@ -53,7 +54,22 @@ class TrainResult:
         return f"TrainResult(run_dir={str(self.run_dir)!r}, steps={self.steps})"
 
 
+def _as_mixture(env: Any) -> Any:
+    """An ``EnvMixture`` for a mixture or a list/tuple of envs; ``None`` for one env."""
+    from envkit.trainers.mixture import EnvMixture
+
+    if isinstance(env, EnvMixture):
+        return env
+    if isinstance(env, list | tuple):
+        return EnvMixture(env)
+    return None
+
+
 def _env_name(env: Any) -> str:
+    from envkit.trainers.mixture import EnvMixture, metric_name
+
+    if isinstance(env, EnvMixture):
+        return "mix-" + "+".join(metric_name(n) for n in env.names)
     if isinstance(env, str):
         from envkit.registration import full_id
 
@@ -69,7 +85,11 @@ def _default_output_dir(env: Any) -> str:
 def _check_env(env: Any, env_kwargs: dict[str, Any]) -> None:
     """Fails fast (unknown id, bad kwargs) instead of at the first step."""
     from envkit.registration import make_chat_env
+    from envkit.trainers.mixture import EnvMixture
 
+    if isinstance(env, EnvMixture):
+        env.check(env_kwargs)
+        return
     instance = make_chat_env(env, **env_kwargs) if isinstance(env, str) else env(**env_kwargs)
     instance.close()
 
@@ -80,7 +100,11 @@ class GRPOTrainer:
     Args:
         model: ``"smollm2-135m"``, ``"tiny-random"``, a HF model directory or hub id, a
             ``(model, tokenizer)`` pair, or a model instance with ``tokenizer=``.
-        env: A registered env id (``"Arithmetic-v0"``) or a factory returning a ``ChatEnv``.
+        env: A registered env id (``"Arithmetic-v0"``), a factory returning a ``ChatEnv``, or
+            several envs: an ``EnvMixture`` or a list of ids / ``(id, weight)`` /
+            ``(id, weight, kwargs)`` items. Each GRPO group is drawn from one env of a mixture
+            by weight (deterministic in ``config.seed``); ``config.env_kwargs`` apply to every
+            env, an entry's own kwargs on top.
         reward: ``None`` to train on the env's own reward, or a reward name, function,
             ``Rubric`` or ``RulerJudge`` from ``envkit.rewards``.
         config: The run's ``GRPOConfig``.
@@ -89,13 +113,14 @@ class GRPOTrainer:
             default ``config.train_seed_start, +1, ...``.
 
     Raises:
-        ValueError: the config does not fit the number of processes, or the env id is unknown.
+        ValueError: the config does not fit the number of processes, the env id is unknown,
+            or a mixture is invalid (weights, ids, kwargs).
     """
 
     def __init__(
         self,
         model: Any,
-        env: str | Callable[..., Any],
+        env: str | Callable[..., Any] | EnvMixture | Sequence[Any],
         reward: Any = None,
         config: GRPOConfig | None = None,
         *,
@@ -103,6 +128,7 @@ class GRPOTrainer:
         train_seeds: Sequence[int] | None = None,
     ) -> None:
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+        env = _as_mixture(env) or env
         self.config = cfg = config or GRPOConfig()
         if cfg.output_dir is None:
             cfg = self.config = cfg.model_copy(update={"output_dir": _default_output_dir(env)})
@@ -212,9 +238,13 @@ class GRPOTrainer:
         else:
             n = cfg.max_steps * cfg.groups_per_step
             seeds = list(range(cfg.train_seed_start, cfg.train_seed_start + n))
-        return Dataset.from_dict(
-            {"prompt": [f"envkit task seed {s}" for s in seeds], "envkit_seed": seeds}
-        )
+        columns: dict[str, list[Any]] = {
+            "prompt": [f"envkit task seed {s}" for s in seeds],
+            "envkit_seed": seeds,
+        }
+        if isinstance(self.env, EnvMixture):  # which env each group plays, fixed by the seed
+            columns["envkit_env"] = self.env.assign(len(seeds), cfg.seed)
+        return Dataset.from_dict(columns)
 
     @property
     def model(self) -> Any:
@@ -296,8 +326,13 @@ class GRPOTrainer:
     def _run_info(self) -> dict[str, Any]:
         import envkit
 
+        mixture = (
+            {"env": self.env.describe(), "envs": self.env.spec()}
+            if isinstance(self.env, EnvMixture)
+            else {"env": _env_name(self.env)}
+        )
         return {
-            "env": _env_name(self.env),
+            **mixture,
             "model": self.model_name,
             "reward": _reward_spec(self.reward),
             "envkit_version": envkit.__version__,
@@ -324,7 +359,8 @@ class GRPOTrainer:
             group_size: Episodes per seed.
 
         Returns:
-            The ``TrajectoryGroup`` of each seed, scored like training episodes.
+            The ``TrajectoryGroup`` of each seed, scored like training episodes (for a mixture:
+            every env plays every seed; groups are in env order, each with its ``env_id``).
         """
         import torch
 
@@ -355,29 +391,48 @@ class GRPOTrainer:
         cfg = self.config
         if self._eval_policy is None:
             self._eval_policy = self._make_policy(model, for_training=False)
-        return self.loop.run(
-            acollect(
-                self.env,
-                self._eval_policy,
-                seeds=list(seeds),
-                group_size=group_size,
-                concurrency=cfg.concurrency,
-                env_kwargs=cfg.env_kwargs or None,
-                episode_timeout=cfg.episode_timeout,
-                progress=False,
+        if isinstance(self.env, EnvMixture):
+            envs = [
+                (e.env, self.env.env_kwargs(i, cfg.env_kwargs))
+                for i, e in enumerate(self.env.entries)
+            ]
+        else:
+            envs = [(self.env, cfg.env_kwargs)]
+        groups: list[Any] = []
+        for env, env_kwargs in envs:
+            groups += self.loop.run(
+                acollect(
+                    env,
+                    self._eval_policy,
+                    seeds=list(seeds),
+                    group_size=group_size,
+                    concurrency=cfg.concurrency,
+                    env_kwargs=env_kwargs or None,
+                    episode_timeout=cfg.episode_timeout,
+                    progress=False,
+                )
             )
-        )
+        return groups
 
     def _eval_metrics(self, step: int) -> dict[str, float]:
         from envkit.metrics import summarize
 
-        summary = summarize(self.evaluate())
-        return {
+        groups = self.evaluate()
+        summary = summarize(groups)
+        out = {
             "eval/reward_mean": summary.mean_reward
             if summary.mean_reward is not None
             else float("nan"),
             "eval/episodes": float(summary.episodes),
         }
+        if isinstance(self.env, EnvMixture):
+            from envkit.trainers.mixture import per_env_metrics
+
+            per_env = per_env_metrics(groups, [g.env_id for g in groups])
+            for key, value in per_env.items():  # env/<id>/reward/mean -> eval/env/<id>/...
+                if key.endswith("/reward/mean"):
+                    out[f"eval/{key.removesuffix('/reward/mean')}/reward_mean"] = value
+        return out
 
     def close(self) -> None:
         """Stops the background rollout loop (the trainer cannot train after this)."""

@@ -38,8 +38,38 @@ def _window_mean(ys: Sequence[float], start: int, stop: int) -> float | None:
     return statistics.fmean(part) if part else None
 
 
+def _env_ids(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The ``<id>`` of every ``env/<id>/reward/mean`` key (a mixture run), in first-seen order."""
+    ids: dict[str, None] = {}
+    for r in rows:
+        for key in r:
+            if key.startswith("env/") and key.endswith("/reward/mean"):
+                ids[key[len("env/") : -len("/reward/mean")]] = None
+    return list(ids)
+
+
+def _per_env(train: Sequence[dict[str, Any]], evals: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per-env figures of a mixture run: reward first/last, episodes, zero-variance groups."""
+    out: dict[str, Any] = {}
+    for env in _env_ids(train):
+        _, rewards = _series(train, f"env/{env}/reward/mean")
+        k = max(1, min(10, len(rewards) // 4)) if rewards else 1
+        _, episodes = _series(train, f"env/{env}/episodes")
+        _, zero = _series(train, f"env/{env}/groups/zero_variance_frac")
+        _, eval_rewards = _series(evals, f"eval/env/{env}/reward_mean")
+        out[env] = {
+            "reward_first": _window_mean(rewards, 0, k),
+            "reward_last": _window_mean(rewards, len(rewards) - k, len(rewards)),
+            "episodes": int(sum(episodes)),
+            "zero_variance_frac": statistics.fmean(zero) if zero else None,
+            "eval_reward_last": eval_rewards[-1] if eval_rewards else None,
+        }
+    return out
+
+
 def summarize_run(path: str | Path) -> dict[str, Any]:
-    """Key figures of a run: steps, reward at the start and the end, held-out evals, timing."""
+    """Key figures of a run: steps, reward at the start and the end, held-out evals, timing,
+    and for a mixture of envs the same per env (``envs``)."""
     run = RunDir(path)
     rows = run.read_metrics()
     train = [r for r in rows if r.get("kind", "train") == "train"]
@@ -62,6 +92,7 @@ def summarize_run(path: str | Path) -> dict[str, Any]:
         "evals": [
             {"step": int(r.get("step", 0)), "reward_mean": r.get("eval/reward_mean")} for r in evals
         ],
+        "envs": _per_env(train, evals),
         "last_checkpoint": str(last[1]) if last else None,
         "adapter": str(run.adapter_dir)
         if (run.adapter_dir / "adapter_config.json").is_file()
@@ -102,6 +133,9 @@ def plot_run(path: str | Path, out: str | Path | None = None) -> Path:
     ex, ey = _series(evals, "eval/reward_mean")
     if ex:
         ax.plot(ex, ey, "o-", label="held-out reward")
+    for env in _env_ids(train):
+        xs, ys = _series(train, f"env/{env}/reward/mean")
+        ax.plot(xs, ys, ".-", alpha=0.6, label=f"{env} (step)")
     ax.set_title("reward")
     ax.set_xlabel("step")
     ax.legend(loc="best", fontsize=8)
@@ -157,6 +191,17 @@ def print_summary(path: str | Path, console: Any = None) -> dict[str, Any]:
     ):
         if f"{key}_first" in s:
             table.add_row(key, f"{fmt(s[f'{key}_first'])} -> {fmt(s[f'{key}_last'])}")
+    for env, figures in s["envs"].items():
+        table.add_row(
+            f"[{env}] reward, first -> last {s['window']} steps",
+            f"{fmt(figures['reward_first'])} -> {fmt(figures['reward_last'])}",
+        )
+        table.add_row(
+            f"[{env}] episodes, zero-variance groups",
+            f"{figures['episodes']}, {fmt(figures['zero_variance_frac'])}",
+        )
+        if figures["eval_reward_last"] is not None:
+            table.add_row(f"[{env}] held-out reward, last", fmt(figures["eval_reward_last"]))
     for e in s["evals"]:
         table.add_row(f"held-out reward @ step {e['step']}", fmt(e["reward_mean"]))
     table.add_row("seconds per step", fmt(s["step_s_mean"]))

@@ -8,6 +8,8 @@ Examples::
     envkit train Arithmetic-v0 --model smollm2-135m -k operators=+* -k max_turns=1 \\
         --steps 40 --out runs/arith
     envkit train --resume --out runs/arith          # after a crash or kill -9
+    envkit train Arithmetic-v0:2 Countdown-v0:1 --model smollm2-135m \\
+        -k max_turns=1 -k Arithmetic-v0.operators=+*    # a mixture: 2/3 and 1/3 of the groups
     envkit train Arithmetic-v0 --model smollm2-135m --config train.yaml --set learning_rate=2e-4
     envkit report runs/arith
 """
@@ -37,6 +39,63 @@ def _kwargs(items: list[str] | None) -> dict[str, Any]:
         return parse_items(items, example="--kwarg max_turns=2")
     except KeyValueError as e:
         raise _fail(str(e)) from None
+
+
+def _split_kwargs(
+    items: list[str] | None, envs: list[str]
+) -> tuple[list[str], dict[str, list[str]]]:
+    """``-k KEY=VALUE`` items for every env, and ``-k ENV_ID.KEY=VALUE`` items per env (full id)."""
+    shared: list[str] = []
+    per_env: dict[str, list[str]] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        env, dot, name = key.rpartition(".")
+        if not sep or not dot:
+            shared.append(item)
+            continue
+        fid = _full(env)
+        if fid not in envs:
+            raise _fail(
+                f"-k {item!r} is for env {env!r}, which is not trained here "
+                f"({', '.join(envs)}); write -k ENV_ID.KEY=VALUE with one of them, or -k "
+                "KEY=VALUE for every env"
+            )
+        per_env.setdefault(fid, []).append(f"{name}={value}")
+    return shared, per_env
+
+
+def _envs(specs: list[str], kwarg: list[str] | None) -> tuple[Any, dict[str, Any] | None]:
+    """The trainer's env (one id, or an ``EnvMixture`` for several / weighted ids) and the
+    kwargs every env gets (``config.env_kwargs``)."""
+    from envkit.trainers.mixture import EnvMixture, parse_env_weight
+
+    parsed = []
+    for text in specs:
+        try:
+            env_id, weight = parse_env_weight(text)
+        except ValueError as e:
+            raise _fail(str(e)) from None
+        parsed.append((_resolve_env(env_id), weight))
+    ids = [fid for fid, _ in parsed]
+    shared, per_env = _split_kwargs(kwarg, ids)
+    if len(parsed) == 1:  # one env: ENV.KEY=VALUE is just KEY=VALUE
+        merged = _kwargs(shared + per_env.get(ids[0], []))
+        return ids[0], merged or None
+    try:
+        mixture = EnvMixture(
+            [(fid, 1.0 if w is None else w, _kwargs(per_env.get(fid))) for fid, w in parsed]
+        )
+    except ValueError as e:
+        raise _fail(_plain(e)) from None
+    return mixture, _kwargs(shared) or None
+
+
+def _plain(error: ValueError) -> str:
+    """A pydantic error's messages without its boilerplate."""
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        return "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in errors())
+    return str(error)
 
 
 def _reward(reward: str | None, judge: str | None, judge_api_base: str | None) -> Any:
@@ -95,7 +154,13 @@ def _config(
 
 def train_command(
     env_id: Annotated[
-        str | None, typer.Argument(help="Env id, e.g. Arithmetic-v0 (omit with --resume).")
+        list[str] | None,
+        typer.Argument(
+            help="Env id, e.g. Arithmetic-v0 (omit with --resume). Several ids train on a "
+            "mixture: ID[:WEIGHT] ... (Arithmetic-v0:2 Countdown-v0:1; weight 1 when left "
+            "out); each GRPO group comes from one env, drawn by weight.",
+            metavar="ENV_ID[:WEIGHT]...",
+        ),
     ] = None,
     model: Annotated[
         str | None,
@@ -127,7 +192,13 @@ def train_command(
     ] = None,
     kwarg: Annotated[
         list[str] | None,
-        typer.Option("--kwarg", "-k", help="Env constructor argument KEY=VALUE (repeatable)."),
+        typer.Option(
+            "--kwarg",
+            "-k",
+            help="Env constructor argument KEY=VALUE (repeatable); with several envs KEY=VALUE "
+            "goes to every env and ENV_ID.KEY=VALUE (Countdown-v0.max_turns=2) to that env "
+            "only. VALUE is JSON when it parses, else the text as typed.",
+        ),
     ] = None,
     group_size: Annotated[
         int | None, typer.Option("--group-size", "-g", help="Episodes per task.")
@@ -180,22 +251,40 @@ def train_command(
         "device": device,
         "dtype": dtype,
     }
+    env: Any = None
     if not resume:
-        flags["env_kwargs"] = _kwargs(kwarg) or None
+        env, flags["env_kwargs"] = _envs(list(env_id or []), kwarg)
     cfg = _config(config, list(set_ or []), flags, out if resume else None)
     if resume:
-        env, model_spec = run_info.get("env"), run_info.get("model")
+        env, model_spec = _resumed_env(run_info), run_info.get("model")
         reward_obj = _resumed_reward(run_info.get("reward"))
     else:
-        env, model_spec = _resolve_env(env_id), model  # type: ignore[arg-type]
+        model_spec = model
         reward_obj = _reward(reward, judge, judge_api_base)
     console = Console()
     trainer = _build_trainer(model_spec, env, reward_obj, cfg, console)
     _run_training(trainer, resume, console)
 
 
+def _resumed_env(run_info: dict[str, Any]) -> Any:
+    """The env of the run being resumed: its id, or the mixture run.json recorded."""
+    if not run_info.get("envs"):
+        return run_info.get("env")
+    from envkit.trainers.mixture import EnvMixture
+
+    try:
+        return EnvMixture(
+            [(e["env"], e["weight"], e.get("kwargs") or {}) for e in run_info["envs"]]
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        raise _fail(
+            f"cannot rebuild the run's env mixture from run.json ({e}); resume it from Python "
+            "with GRPOTrainer(..., env=EnvMixture(...)).train(resume=True)"
+        ) from None
+
+
 def _check_resume(
-    out: Path | None, env_id: str | None, model: str | None, reconfigures: bool
+    out: Path | None, env_id: list[str] | None, model: str | None, reconfigures: bool
 ) -> dict[str, Any]:
     """Step 1 of ``--resume``: the run in ``--out`` exists and the command agrees with it."""
     from envkit.trainers.run_dir import RunDir
@@ -206,8 +295,11 @@ def _check_resume(
     if not run.exists():
         raise _fail(f"{out} holds no run to resume (no config.yaml); drop --resume to start one")
     run_info = run.read_run_info()
-    if env_id is not None and _full(env_id) != run_info.get("env"):
-        raise _fail(f"{out} trains {run_info.get('env')}, not {_full(env_id)}")
+    if env_id:
+        trained = [e["env"] for e in run_info.get("envs") or []] or [run_info.get("env")]
+        given = [_full(text.rpartition(":")[0] if _weighted(text) else text) for text in env_id]
+        if sorted(given) != sorted(trained):
+            raise _fail(f"{out} trains {run_info.get('env')}, not {' '.join(given)}")
     if model is not None and model != run_info.get("model"):
         raise _fail(f"{out} trains --model {run_info.get('model')}, not {model}")
     if reconfigures:
@@ -217,13 +309,22 @@ def _check_resume(
     return run_info
 
 
+def _weighted(text: str) -> bool:
+    from envkit.trainers.mixture import parse_env_weight
+
+    try:
+        return parse_env_weight(text)[1] is not None
+    except ValueError:
+        return True
+
+
 def _prepare_new_run(
-    env_id: str | None, model: str | None, out: Path | None, overwrite: bool
+    env_id: list[str] | None, model: str | None, out: Path | None, overwrite: bool
 ) -> None:
     """Step 1 of a new run: ENV_ID and --model are given; --out is free (or --overwrite)."""
     from envkit.trainers.run_dir import RunDir
 
-    if env_id is None or model is None:
+    if not env_id or model is None:
         raise _fail("give ENV_ID and --model (or --resume --out RUN_DIR)")
     if out is not None and RunDir(out).exists():
         if not overwrite:
@@ -246,8 +347,11 @@ def _build_trainer(model_spec: Any, env: Any, reward: Any, cfg: Any, console: Co
         except (ValueError, RuntimeError, TypeError) as e:
             raise _fail(str(e)) from None
     runtime = trainer.runtime
+    from envkit.trainers.mixture import EnvMixture
+
+    shown = env.describe() if isinstance(env, EnvMixture) else env
     console.print(
-        f"training [bold]{env}[/bold] with {model_spec} on {runtime['device']} "
+        f"training [bold]{shown}[/bold] with {model_spec} on {runtime['device']} "
         f"({runtime['dtype']}): {cfg.max_steps} steps x {cfg.groups_per_step} tasks x "
         f"{cfg.group_size} episodes -> {trainer.run.path}"
     )
