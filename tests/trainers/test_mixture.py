@@ -266,3 +266,23 @@ def test_cli_mixture_errors_are_clear(extra: list[str], needle: str, tmp_path: P
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert needle in " ".join(result.output.split())
+
+
+def test_docs_mixture_snippet_runs() -> None:
+    import re
+
+    text = (HERE.parents[1] / "docs" / "training.md").read_text()
+    section = text[text.index("## Several envs in one run") : text.index("## How a step works")]
+    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(block, "docs/training.md", "exec"), namespace)
+    run = RunDir(namespace["config"].output_dir)
+    assert any(k.startswith("env/") for k in run.read_metrics()[0])
+
+
+def test_help_documents_the_mixture_form() -> None:
+    from envkit.cli.train import app
+
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    flat = " ".join(result.output.split())
+    assert "ID[:WEIGHT]" in flat and "ENV_ID.KEY=VALUE" in flat
