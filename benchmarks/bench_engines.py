@@ -25,29 +25,10 @@ def load(args: argparse.Namespace) -> tuple[Any, Any]:
     device = resolve_device(args.device)
     dtype = resolve_dtype("auto", device)
     if args.random_llama:
-        import torch
-        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+        from random_llama import random_llama, saved_tokenizer
 
-        from envkit.models import chatml_tools_template
-
-        tok = AutoTokenizer.from_pretrained(args.tokenizer)
-        if not getattr(tok, "chat_template", None):
-            tok.chat_template = chatml_tools_template()
-        config = LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=1024,
-            intermediate_size=2816,
-            num_hidden_layers=24,
-            num_attention_heads=16,
-            num_key_value_heads=4,
-            max_position_embeddings=2048,
-            tie_word_embeddings=True,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.eos_token_id,
-        )
-        torch.manual_seed(0)
-        model = LlamaForCausalLM(config).to(device, dtype).eval()
-        return model, tok
+        tok = saved_tokenizer(args.tokenizer)
+        return random_llama(tok).to(device, dtype).eval(), tok
     return load_model(args.model, device=device, dtype=dtype)
 
 

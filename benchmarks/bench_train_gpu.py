@@ -29,35 +29,15 @@ def even_fraction_ids(ids: list[int]) -> float:
 
 def model_and_tokenizer() -> tuple[Any, Any]:
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from random_llama import random_llama, saved_tokenizer
 
     from envkit.models import load_model
 
     if TOKENIZER is not None:
-        from transformers import AutoTokenizer
-
-        from envkit.models import chatml_tools_template
-
-        tok = AutoTokenizer.from_pretrained(TOKENIZER)
-        tok.chat_template = tok.chat_template or chatml_tools_template()
+        tok = saved_tokenizer(TOKENIZER)
     else:
         _, tok = load_model("smollm2-135m")  # tokenizer + chat template only
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=1024,
-        intermediate_size=2816,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        num_key_value_heads=4,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.eos_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to("cuda", torch.bfloat16)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    return model, tok
+    return random_llama(tok).to("cuda", torch.bfloat16), tok
 
 
 class StepClock:

@@ -46,24 +46,14 @@ def carried_wheels(env: dict[str, str]) -> str:
 def save_model(out: Path, device: str, tokenizer: str | None) -> str:
     """Saves the random-init model the checks load as a directory (small on the CPU)."""
     code = f"""
-import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-from envkit.models import chatml_tools_template, load_model
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from random_llama import random_llama, saved_tokenizer
+from envkit.models import load_model
 tok_dir = {tokenizer!r}
-if tok_dir:
-    tok = AutoTokenizer.from_pretrained(tok_dir)
-    tok.chat_template = tok.chat_template or chatml_tools_template()
-else:
-    _, tok = load_model("tiny-random")
-big = {device.startswith("cuda")!r}
-cfg = LlamaConfig(vocab_size=len(tok), hidden_size=1024 if big else 64,
-    intermediate_size=2816 if big else 128, num_hidden_layers=24 if big else 2,
-    num_attention_heads=16 if big else 4, num_key_value_heads=4 if big else 2,
-    max_position_embeddings=2048, tie_word_embeddings=True,
-    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id or tok.eos_token_id)
-torch.manual_seed(0)
-model = LlamaForCausalLM(cfg)
-model.generation_config.eos_token_id = tok.eos_token_id
+tok = saved_tokenizer(tok_dir) if tok_dir else load_model("tiny-random")[1]
+model = random_llama(tok, small={not device.startswith("cuda")!r},
+    pad_token_id=tok.pad_token_id or tok.eos_token_id)
 model.save_pretrained({str(out)!r}); tok.save_pretrained({str(out)!r})
 """
     return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"

