@@ -1,9 +1,9 @@
 """GRPO + LoRA training on envkit environments (TRL + peft + transformers underneath).
 
-``GRPOConfig`` holds every knob; ``EnvMixture`` trains on several envs by weight; ``GRPOTrainer(model, env, reward, config).train()`` leaves a run
-folder with metrics, trajectories, a reward curve and a peft adapter; ``evaluate_adapters``
-compares several adapters of one base model side by side. Heavy modules (torch, transformers,
-trl, peft) are imported only when these are used.
+``GRPOConfig`` holds every knob; ``EnvMixture`` trains on several envs by weight;
+``GRPOTrainer(model, env, reward, config).train()`` leaves a run folder with metrics, trajectories,
+a reward curve and a peft adapter; ``evaluate_adapters`` compares several adapters of one base model
+side by side. Heavy modules (torch, transformers, trl, peft) are imported only when these are used.
 
 Example:
     >>> from envkit.trainers import GRPOConfig
