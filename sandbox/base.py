@@ -8,9 +8,12 @@ import concurrent.futures
 import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from envkit.sandbox.result import ExecResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["Command", "Sandbox", "run_blocking"]
 
@@ -109,6 +112,8 @@ class Sandbox(Protocol):
         """Destroys the sandbox; calling it again does nothing."""
         ...
 
+    # The async twins and context managers below are real: a backend that subclasses
+    # ``Sandbox`` explicitly (``SupervisedSandbox`` does) inherits them, so each is written once.
     async def aexec(
         self,
         cmd: Command,
@@ -118,19 +123,33 @@ class Sandbox(Protocol):
         env: Mapping[str, str] | None = None,
         workdir: str | None = None,
     ) -> ExecResult:
-        """Async ``exec``."""
-        ...
+        """Async ``exec`` (runs in envkit's sandbox thread pool)."""
+        return await run_blocking(
+            self.exec, cmd, timeout=timeout, stdin=stdin, env=env, workdir=workdir
+        )
 
     async def awrite_files(
         self, files: Mapping[str, str | bytes], *, timeout: float | None = None
     ) -> None:
         """Async ``write_files``."""
-        ...
+        await run_blocking(self.write_files, files, timeout=timeout)
 
     async def aread_file(self, path: str, *, timeout: float | None = None) -> bytes:
         """Async ``read_file``."""
-        ...
+        return await run_blocking(self.read_file, path, timeout=timeout)
 
     async def aclose(self) -> None:
         """Async ``close``."""
-        ...
+        await run_blocking(self.close)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from envkit.sandbox.base import Command, run_blocking
+from envkit.sandbox.base import Command, Sandbox, run_blocking
 from envkit.sandbox.config import SandboxConfig
 from envkit.sandbox.errors import (
     SandboxClosedError,
@@ -170,7 +170,7 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-class SupervisedSandbox(abc.ABC):
+class SupervisedSandbox(Sandbox, abc.ABC):
     """Base class of the backends; implements the ``Sandbox`` protocol on top of ``_transport``.
 
     Attributes:
@@ -596,48 +596,12 @@ class SupervisedSandbox(abc.ABC):
         self._destroy()
 
     # ------------------------------------------------------------------ async twins
-    async def aexec(
-        self,
-        cmd: Command,
-        *,
-        timeout: float | None = None,
-        stdin: str | bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        workdir: str | None = None,
-    ) -> ExecResult:
-        """Async ``exec`` (runs in envkit's sandbox thread pool)."""
-        return await run_blocking(
-            self.exec, cmd, timeout=timeout, stdin=stdin, env=env, workdir=workdir
-        )
-
-    async def awrite_files(
-        self, files: Mapping[str, str | bytes], *, timeout: float | None = None
-    ) -> None:
-        """Async ``write_files``."""
-        await run_blocking(self.write_files, files, timeout=timeout)
-
+    # aexec, awrite_files, aclose and the context managers come from ``Sandbox``.
     async def aread_file(
         self, path: str, *, max_bytes: int = 64 << 20, timeout: float | None = None
     ) -> bytes:
         """Async ``read_file``."""
         return await run_blocking(self.read_file, path, max_bytes=max_bytes, timeout=timeout)
-
-    async def aclose(self) -> None:
-        """Async ``close``."""
-        await run_blocking(self.close)
-
-    # ------------------------------------------------------------------ context managers
-    def __enter__(self) -> SupervisedSandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> SupervisedSandbox:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else (f"broken: {self._broken}" if self._broken else "ok")
