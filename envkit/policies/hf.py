@@ -82,7 +82,8 @@ class BatchStats:
 @dataclass
 class _Pending:
     prompt_ids: list[int]
-    parse_tools: bool
+    tools: list[dict[str, Any]] | None
+    """The tool schemas the request offered (None: do not parse tool calls)."""
     future: asyncio.Future[Completion]
 
 
@@ -317,7 +318,7 @@ class HFPolicy(BasePolicy):
         """Answers each request; concurrent calls are batched together (see the module doc)."""
         if not requests:
             return []
-        prompts = [(self.render(r), bool(r.tools)) for r in requests]
+        prompts = [(self.render(r), list(r.tools) if r.tools else None) for r in requests]
         if self.engine == "continuous":
             return list(await asyncio.gather(*(self._continuous_one(*p) for p in prompts)))
         loop = asyncio.get_running_loop()
@@ -325,9 +326,9 @@ class HFPolicy(BasePolicy):
         if state is None:
             state = self._loops[loop] = _LoopState()
         futures = []
-        for ids, parse_tools in prompts:
+        for ids, tools in prompts:
             future: asyncio.Future[Completion] = loop.create_future()
-            state.pending.append(_Pending(ids, parse_tools, future))
+            state.pending.append(_Pending(ids, tools, future))
             futures.append(future)
         if state.worker is None or state.worker.done():
             state.worker = loop.create_task(self._work(state), name="envkit-hf-batcher")
@@ -359,7 +360,9 @@ class HFPolicy(BasePolicy):
                 if not item.future.done():
                     item.future.set_result(result)
 
-    async def _continuous_one(self, prompt_ids: list[int], parse_tools: bool) -> Completion:
+    async def _continuous_one(
+        self, prompt_ids: list[int], tools: list[dict[str, Any]] | None
+    ) -> Completion:
         from envkit.policies.hf_continuous import ContinuousEngine
 
         if self._continuous is None:
@@ -386,7 +389,7 @@ class HFPolicy(BasePolicy):
         self.stats.batches += 1
         self.stats.requests += 1
         self.stats.max_batch = max(self.stats.max_batch, 1)
-        return self._completion(_Pending(prompt_ids, parse_tools, future), tokens, logprobs)
+        return self._completion(_Pending(prompt_ids, tools, future), tokens, logprobs)
 
     # ------------------------------------------------------------------ generation
 
@@ -435,8 +438,8 @@ class HFPolicy(BasePolicy):
             token_ids, finish = row[: end + 1], "stop"
             text_ids = row[:end]
         text = self.tokenizer.decode(text_ids, skip_special_tokens=False)
-        if item.parse_tools:
-            parsed = self.tool_format.parse(text)
+        if item.tools:
+            parsed = self.tool_format.parse(text, tools=item.tools)
             message = Message(
                 role="assistant",
                 content=parsed.content if parsed.content or not parsed.tool_calls else None,
