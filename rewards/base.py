@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 from envkit._async import run_sync
@@ -30,7 +31,7 @@ from envkit.types import TrajectoryGroup
 __all__ = ["BaseScorer"]
 
 
-class BaseScorer:
+class BaseScorer(abc.ABC):
     """Base class of ``Reward``, ``Rubric`` and ``RulerJudge``.
 
     Attributes:
@@ -39,9 +40,9 @@ class BaseScorer:
 
     name: str
 
+    @abc.abstractmethod
     async def evaluate(self, group: TrajectoryGroup) -> GroupScores:
-        """Scores a group without changing it. Subclasses implement it."""
-        raise NotImplementedError(f"{type(self).__name__} must implement evaluate(group)")
+        """Scores a group without changing it (a subclass that lacks it cannot be created)."""
 
     async def score_group(self, group: TrajectoryGroup) -> list[float | None]:
         """Scores ``group`` in place (``reward``, ``reward_breakdown``, errors in ``metrics``).

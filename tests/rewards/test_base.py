@@ -38,5 +38,9 @@ def test_with_name_copies_and_keeps_behaviour() -> None:
 
 
 def test_a_scorer_must_implement_evaluate() -> None:
-    with pytest.raises(NotImplementedError, match="evaluate"):
-        BaseScorer().score_group_sync(_group())
+    class NoEvaluate(BaseScorer):
+        name = "none"
+
+    # Caught when the scorer is created, not when a group is first scored.
+    with pytest.raises(TypeError, match="evaluate"):
+        NoEvaluate()
