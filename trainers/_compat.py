@@ -50,11 +50,26 @@ TESTED: dict[str, str] = {
 _TRAINER_METHODS = (
     "_generate_and_score_completions",  # overridden: hands the batch's dataset rows to rollouts
     "_prepare_inputs",  # overridden: drops zero-advantage rows, splits micro-batches
-    "_get_per_token_logps_and_entropies",  # called: KL-to-base diagnostic
+    "_get_per_token_logps_and_entropies",  # called: KL-to-base, importance sampling
+    "_compute_loss",  # read (source): multiplies by importance_sampling_ratio behind a gate
     "compute_loss",  # overridden: empty micro-batches
 )
 # Attributes trl.GRPOTrainer sets in __init__ that the backend reads or writes.
-_TRAINER_ATTRS = ("_metrics", "_step", "_buffered_inputs", "num_iterations", "beta")
+_TRAINER_ATTRS = (
+    "_metrics",
+    "_step",
+    "_buffered_inputs",
+    "num_iterations",
+    "beta",
+    "use_vllm",  # with vllm_importance_sampling_correction: the gate opened around the loss
+    "vllm_importance_sampling_correction",
+)
+# What trl.GRPOTrainer._compute_loss must contain for envkit's importance sampling: the gate
+# (use_vllm and vllm_importance_sampling_correction) and the multiplication by the batch's ratio.
+_LOSS_SOURCE = (
+    "self.use_vllm and self.vllm_importance_sampling_correction",
+    'inputs["importance_sampling_ratio"]',
+)
 # trl.GRPOTrainer.__init__ arguments envkit passes.
 _TRAINER_ARGS = ("rollout_func", "reward_funcs", "peft_config", "processing_class")
 # trl.GRPOConfig fields envkit sets (besides transformers.TrainingArguments' stable ones).
@@ -133,6 +148,15 @@ def check() -> None:
     missing += [f"trl.GRPOConfig.{f}" for f in _CONFIG_FIELDS if f not in fields]
     if not fields & {"activation_checkpointing", "gradient_checkpointing"}:
         missing.append("trl.GRPOConfig.activation_checkpointing (or gradient_checkpointing)")
+    try:
+        loss_source = inspect.getsource(trl.GRPOTrainer._compute_loss)
+    except (AttributeError, OSError, TypeError):
+        loss_source = ""
+    missing += [
+        f"trl.GRPOTrainer._compute_loss using {text!r}"
+        for text in _LOSS_SOURCE
+        if text not in loss_source
+    ]
     for module, name in _HELPERS:
         try:
             getattr(importlib.import_module(module), name)

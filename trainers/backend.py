@@ -11,6 +11,11 @@
   tie, unknown rewards) are left out of the backward pass when ``beta == 0`` (they contribute
   exactly zero to the policy-gradient term), padding is trimmed, and the rest is split into
   micro-batches (``trainers.batch``);
+* episodes sampled by another policy than the one trained (overlapped rollouts, an inference
+  server) are importance-weighted: the backend computes the trained model's log-probabilities of
+  the sampled tokens and the truncated ratio to the behaviour log-probabilities
+  (``envkit.trainers.importance``), and TRL's own loss multiplies each token by it (the code path
+  TRL runs for vLLM's ``vllm_importance_sampling_correction``, enabled only around the loss);
 * a few diagnostics TRL does not compute (KL to the base with the adapter disabled, episode-level
   metrics from the episode source) are added to TRL's metric log.
 
@@ -49,6 +54,9 @@ class TRLBackend(trl.GRPOTrainer):
             env_mask, envkit_reward) and may record metrics with ``trainer.log_metric``.
         drop_zero_signal: Leave zero-advantage episodes out of the backward pass.
         kl_to_base_every: Log ``kl_to_base`` every N steps (0: never).
+        importance_sampling: ``"off"`` or a mode of ``envkit.trainers.importance.MODES``: weight
+            each token's loss by the truncated ratio of the trained to the behaviour policy.
+        importance_sampling_cap: The ratio's bound C.
         **kwargs: Passed to ``trl.GRPOTrainer``.
     """
 
@@ -58,9 +66,17 @@ class TRLBackend(trl.GRPOTrainer):
         episodes: Callable[[list[dict[str, Any]], TRLBackend], dict[str, Any]],
         drop_zero_signal: bool = True,
         kl_to_base_every: int = 0,
+        importance_sampling: str = "off",
+        importance_sampling_cap: float = 3.0,
         **kwargs: Any,
     ) -> None:
+        from envkit.trainers.importance import MODES
+
+        if importance_sampling != "off" and importance_sampling not in MODES:
+            raise ValueError(f"importance_sampling must be 'off' or one of {MODES}")
         self._episodes = episodes
+        self._is_mode = importance_sampling
+        self._is_cap = float(importance_sampling_cap)
         self._drop_zero_signal = drop_zero_signal
         self._kl_every = kl_to_base_every
         self._pending_inputs: list[dict[str, Any]] | None = None
@@ -78,9 +94,67 @@ class TRLBackend(trl.GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         self._pending_inputs = inputs
         try:
-            return super()._generate_and_score_completions(inputs)
+            batch = super()._generate_and_score_completions(inputs)
         finally:
             self._pending_inputs = None
+        if self._is_mode != "off" and self.model.training:
+            self._add_importance_weights(batch)
+        return batch
+
+    @torch.no_grad()
+    def _add_importance_weights(self, batch: dict[str, Any]) -> None:
+        """Adds ``old_per_token_logps`` (the model now) and ``importance_sampling_ratio``."""
+        from envkit.trainers.importance import importance_ratio
+
+        behaviour = batch.get("sampling_per_token_logps")
+        if behaviour is None:
+            raise RuntimeError(
+                "importance sampling needs the behaviour log-probabilities of the sampled tokens, "
+                "but the policy returned none; use a policy that reports logprobs or set "
+                'importance_sampling="off"'
+            )
+        old = batch.get("old_per_token_logps")
+        if old is None:
+            ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+            attn = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+            keep = batch["completion_ids"].size(1)
+            size = self.args.per_device_train_batch_size
+            old, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, attn, keep, size)
+        ratio, stats = importance_ratio(
+            old, behaviour.to(old.dtype), loss_mask(batch), self._is_mode, self._is_cap
+        )
+        batch["old_per_token_logps"] = old
+        batch["importance_sampling_ratio"] = ratio.to(old.dtype)
+        local = torch.tensor(
+            [
+                stats["tokens"],
+                stats["ratio_sum"],
+                -stats["ratio_min"],
+                stats["ratio_max"],
+                stats["clipped"],
+                stats["diff_sum"],
+                stats["diff_tokens"],
+            ],
+            dtype=torch.float64,
+            device=self.accelerator.device,
+        )
+        every = self.accelerator.gather(local.reshape(1, -1))
+        n, total, neg_min, top, clipped, diff, diff_n = (
+            every[:, 0].sum(),
+            every[:, 1].sum(),
+            every[:, 2].max(),
+            every[:, 3].max(),
+            every[:, 4].sum(),
+            every[:, 5].sum(),
+            every[:, 6].sum(),
+        )
+        if n > 0:
+            self.record("is/ratio_mean", float(total / n))
+            self.record("is/ratio_min", float(-neg_min))
+            self.record("is/ratio_max", float(top))
+            self.record("is/clipped_frac", float(clipped / n))
+        if diff_n > 0:
+            self.record("is/logp_diff_mean", float(diff / diff_n))
 
     def record(self, name: str, value: float) -> None:
         """Adds a metric to this step's log (averaged like TRL's own metrics)."""
@@ -122,7 +196,17 @@ class TRLBackend(trl.GRPOTrainer):
             # trainable parameter, so distributed gradient reduction sees all of them.
             params = [p for p in model.parameters() if p.requires_grad]
             return torch.stack([p.sum() for p in params]).sum() * 0.0
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if "importance_sampling_ratio" not in inputs or self.use_vllm:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # TRL multiplies the per-token loss by inputs["importance_sampling_ratio"] only on its
+        # vLLM path (use_vllm and vllm_importance_sampling_correction); open that gate for this
+        # loss only, so nothing else of the vLLM path runs (see _compat._LOSS_SOURCE).
+        saved = self.use_vllm, self.vllm_importance_sampling_correction
+        self.use_vllm, self.vllm_importance_sampling_correction = True, True
+        try:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            self.use_vllm, self.vllm_importance_sampling_correction = saved
 
     # ------------------------------------------------------------------ diagnostics
     @torch.no_grad()

@@ -36,9 +36,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["GRPOConfig"]
+__all__ = ["GRPOConfig", "ImportanceSampling", "LossType"]
 
 LossType = Literal["dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo"]
+ImportanceSampling = Literal[
+    "token_truncate", "token_mask", "sequence_truncate", "sequence_mask", "off"
+]
 
 
 class GRPOConfig(BaseModel):
@@ -170,6 +173,50 @@ class GRPOConfig(BaseModel):
         None, ge=1, description="torch CPU threads (default: torch's choice)."
     )
 
+    # ------------------------------------------------------------------ off-policy rollouts
+    max_staleness: int = Field(
+        0,
+        ge=0,
+        description="0: synchronous (each step samples with the weights it trains). k > 0: the "
+        "episodes of the next steps are played while the current step trains, with an adapter at "
+        "most k optimizer steps old (PipelineRL / TRL async GRPO); the loss corrects the lag with "
+        "importance_sampling.",
+    )
+    importance_sampling: ImportanceSampling = Field(
+        "token_truncate",
+        description="Correction for episodes sampled by another policy than the one trained "
+        "(max_staleness > 0 or policy_server): the loss of each token is weighted by "
+        "pi_train/pi_behaviour, truncated at importance_sampling_cap (token_truncate: truncated "
+        "IS, Yao et al. 2025), or tokens/episodes above the cap are dropped (*_mask); sequence_* "
+        "uses one ratio per episode. As TRL's vllm_importance_sampling_mode. off: no correction.",
+    )
+    importance_sampling_cap: float = Field(
+        3.0,
+        gt=1.0,
+        description="Upper bound C of the importance ratio (TRL's vllm_importance_sampling_"
+        "clip_max default 3.0; Yao et al. 2025 report C=2 as well; envkit keeps TRL's value so "
+        "a run reads the same as a TRL run).",
+    )
+    policy_server: str | None = Field(
+        None,
+        description="Base URL of an OpenAI/vLLM-compatible server (e.g. http://127.0.0.1:8000) "
+        "to sample rollouts with (envkit.policies.ServerPolicy); the trainer saves the adapter "
+        "after each optimizer step and has the server load it (vLLM runtime LoRA endpoints).",
+    )
+    policy_server_model: str | None = Field(
+        None, description="The base model name the policy_server serves (needs policy_server)."
+    )
+    rollout_backend: Literal["local", "ray"] = Field(
+        "local",
+        description="Where episodes run: local (this process's event loop) or ray (Ray workers; "
+        "needs policy_server: a torch model cannot travel to the workers).",
+    )
+    ray_address: str | None = Field(
+        None,
+        description='Ray cluster address for rollout_backend="ray" (None: start or join '
+        "a local one).",
+    )
+
     # ------------------------------------------------------------------ diagnostics and eval
     kl_to_base_every: int = Field(
         10,
@@ -215,11 +262,34 @@ class GRPOConfig(BaseModel):
                 f"training seeds {self.train_seed_start}..{last_train_seed - 1}; pick a larger "
                 "eval_seed_start"
             )
+        if self.rollout_backend == "ray" and self.policy_server is None:
+            raise ValueError(
+                'rollout_backend="ray" needs policy_server: Ray workers cannot share the torch '
+                "model being trained; serve it (envkit serve / vLLM with LoRA) and pass its URL"
+            )
+        if self.ray_address is not None and self.rollout_backend != "ray":
+            raise ValueError('ray_address is only used with rollout_backend="ray"; set both')
+        if self.policy_server_model is not None and self.policy_server is None:
+            raise ValueError("policy_server_model names the model of policy_server; set both")
+        if self.max_staleness and self.use_vllm:
+            raise ValueError(
+                "max_staleness > 0 does not combine with use_vllm (colocated vLLM samples on the "
+                "training GPU in step); use policy_server for a separate vLLM server"
+            )
+        if self.policy_server is not None and self.use_vllm:
+            raise ValueError("use_vllm and policy_server are two ways of sampling; choose one")
         if self.epsilon_high is not None and self.epsilon_high < self.epsilon:
             raise ValueError(
                 f"epsilon_high ({self.epsilon_high}) must be >= epsilon ({self.epsilon})"
             )
         return self
+
+    @property
+    def importance_sampling_active(self) -> bool:
+        """Whether the loss is importance-weighted: the behaviour policy may differ from the
+        trained one (``max_staleness > 0`` or ``policy_server``) and the correction is on."""
+        off_policy = self.max_staleness > 0 or self.policy_server is not None
+        return off_policy and self.importance_sampling != "off"
 
     # ------------------------------------------------------------------ loading
     @classmethod

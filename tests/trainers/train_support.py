@@ -150,6 +150,7 @@ def one_step(
     drop_zero_signal: bool = True,
     callbacks: Sequence[Any] = (),
     setup: Any = None,
+    backend_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Runs one real training step on the fixed ``rollout`` and returns the parameter gradients.
 
@@ -167,6 +168,7 @@ def one_step(
         drop_zero_signal: envkit's switch (ignored for ``"trl"``).
         callbacks: Extra ``TrainerCallback`` objects.
         setup: Called with the trainer before ``train()`` (to attach observers).
+        backend_kwargs: Extra ``TRLBackend`` arguments (``"envkit"`` only).
     """
     import copy
     import os
@@ -218,6 +220,7 @@ def one_step(
         trainer = TRLBackend(
             episodes=episodes,
             drop_zero_signal=drop_zero_signal,
+            **(backend_kwargs or {}),
             **common,
         )
     else:
