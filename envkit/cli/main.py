@@ -254,6 +254,7 @@ def eval_command(
 from envkit.cli.check_template import check_template_command  # noqa: E402
 from envkit.cli.init import init_command  # noqa: E402
 from envkit.cli.sandbox import app as sandbox_app  # noqa: E402
+from envkit.cli.serve import serve_command  # noqa: E402
 from envkit.cli.train import report_command, train_command  # noqa: E402
 from envkit.cli.view import view_command  # noqa: E402
 
@@ -263,6 +264,7 @@ app.command("train")(train_command)
 app.command("report")(report_command)
 app.command("check-template")(check_template_command)
 app.command("view")(view_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

@@ -58,7 +58,7 @@ from envkit.policies.base import BasePolicy
 from envkit.toolcalls import detect_format
 from envkit.types import Completion, GenerationRequest, Message, Usage
 
-__all__ = ["BatchStats", "HFPolicy"]
+__all__ = ["BatchStats", "HFPolicy", "completion_from_tokens", "render_prompt"]
 
 _UNSET: Any = object()
 
@@ -296,13 +296,7 @@ class HFPolicy(BasePolicy):
         Raises:
             ValueError: the prompt leaves no room for ``max_new_tokens`` in the model's context.
         """
-        messages = self.tool_format.prepare_messages(
-            [_template_message(m) for m in request.messages]
-        )
-        text = self.tokenizer.apply_chat_template(
-            messages, tools=request.tools or None, add_generation_prompt=True, tokenize=False
-        )
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids = render_prompt(self.tokenizer, self.tool_format, request)
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit is not None and len(ids) + self.max_new_tokens > limit:
             raise ValueError(
@@ -429,31 +423,14 @@ class HFPolicy(BasePolicy):
         return [self._completion(item, rows[i], row_logprobs[i]) for i, item in enumerate(batch)]
 
     def _completion(self, item: _Pending, row: list[int], logprobs: list[float]) -> Completion:
-        stops = set(self.stop_token_ids)
-        end = next((i for i, t in enumerate(row) if t in stops), None)
-        if end is None:
-            token_ids, finish = row, "length"
-            text_ids = row
-        else:
-            token_ids, finish = row[: end + 1], "stop"
-            text_ids = row[:end]
-        text = self.tokenizer.decode(text_ids, skip_special_tokens=False)
-        if item.tools:
-            parsed = self.tool_format.parse(text, tools=item.tools)
-            message = Message(
-                role="assistant",
-                content=parsed.content if parsed.content or not parsed.tool_calls else None,
-                tool_calls=parsed.tool_calls or None,
-            )
-        else:
-            message = Message(role="assistant", content=text)
-        return Completion(
-            message=message,
-            prompt_token_ids=list(item.prompt_ids),
-            token_ids=token_ids,
-            logprobs=logprobs[: len(token_ids)],
-            finish_reason=finish,
-            usage=Usage(prompt_tokens=len(item.prompt_ids), completion_tokens=len(token_ids)),
+        return completion_from_tokens(
+            self.tokenizer,
+            self.tool_format,
+            self.stop_token_ids,
+            item.prompt_ids,
+            row,
+            logprobs,
+            tools=item.tools,
         )
 
     def _generation_config(self) -> Any:
@@ -530,6 +507,64 @@ def _processor_list(recorder: _LogprobRecorder) -> Any:
     from transformers import LogitsProcessorList
 
     return LogitsProcessorList([recorder])
+
+
+def render_prompt(tokenizer: Any, tool_format: Any, request: GenerationRequest) -> list[int]:
+    """The prompt token ids of a request: its chat-template rendering with the generation prompt.
+
+    Shared by ``HFPolicy`` and ``ServerPolicy`` (which sends these ids to a server), so both
+    train on the same tokens. ``tool_format`` is ``envkit.toolcalls.detect_format(tokenizer)``.
+    """
+    messages = tool_format.prepare_messages([_template_message(m) for m in request.messages])
+    text = tokenizer.apply_chat_template(
+        messages, tools=request.tools or None, add_generation_prompt=True, tokenize=False
+    )
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def completion_from_tokens(
+    tokenizer: Any,
+    tool_format: Any,
+    stop_token_ids: Sequence[int],
+    prompt_ids: Sequence[int],
+    row: Sequence[int],
+    logprobs: Sequence[float],
+    *,
+    tools: Sequence[dict[str, Any]] | None = None,
+) -> Completion:
+    """A ``Completion`` from sampled tokens: cut at the first stop token, decoded, tools parsed.
+
+    ``token_ids`` keep the stop token (``finish_reason="stop"``); without one the turn ran out of
+    tokens (``"length"``). Tool calls are parsed (with the offered ``tools``' schemas) only when
+    the request offered tools. Shared by ``HFPolicy`` and ``ServerPolicy``.
+    """
+    stops = set(stop_token_ids)
+    row = list(row)
+    end = next((i for i, t in enumerate(row) if t in stops), None)
+    if end is None:
+        token_ids, finish = row, "length"
+        text_ids = row
+    else:
+        token_ids, finish = row[: end + 1], "stop"
+        text_ids = row[:end]
+    text = tokenizer.decode(text_ids, skip_special_tokens=False)
+    if tools:
+        parsed = tool_format.parse(text, tools=list(tools))
+        message = Message(
+            role="assistant",
+            content=parsed.content if parsed.content or not parsed.tool_calls else None,
+            tool_calls=parsed.tool_calls or None,
+        )
+    else:
+        message = Message(role="assistant", content=text)
+    return Completion(
+        message=message,
+        prompt_token_ids=list(prompt_ids),
+        token_ids=token_ids,
+        logprobs=list(logprobs[: len(token_ids)]),
+        finish_reason=finish,
+        usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(token_ids)),
+    )
 
 
 def _template_message(message: Message) -> dict[str, Any]:
