@@ -12,15 +12,31 @@ repeated ``group_size`` times). The source
 
 and returns TRL's rollout dict. An episode that failed, or whose reward is unknown (judge error),
 keeps its row with reward ``None``: TRL gives it advantage 0 and the backend drops it.
+
+Overlapped rollouts (``max_staleness = k > 0``, as PipelineRL, Piché et al. 2025, and TRL's async
+GRPO): when step t's episodes are handed to TRL, the source already starts playing and scoring
+steps t+1..t+k on the background loop, so the env/tool waits of the next steps overlap step t's
+optimizer work. Generation never runs on the model being trained: it uses a frozen copy of the
+peft model (deep-copied once) into which the LoRA weights of the newest optimizer step are loaded
+before each step's episodes start (the trainer thread snapshots them when TRL asks for a step;
+plays are serialized, so weights never change under a generation in flight). Episodes of step s
+are thus sampled with adapter version v >= s-1-k (v = optimizer steps applied); each trajectory
+records it in ``metrics["behaviour_version"]`` and the step logs ``staleness/mean|max``. TRL's
+sampler is deterministic (``shuffle_dataset=False``), so the next steps' tasks are predicted from
+the dataset order; the rows TRL actually passes are checked against the prediction and a mismatch
+discards the prefetch and plays synchronously (``staleness/prefetch_miss``). An error in the
+producer is raised in the trainer thread, with its traceback, when the step is asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from envkit.trainers.config import GRPOConfig
@@ -82,6 +98,14 @@ async def score_groups(groups: list[TrajectoryGroup], reward: Any) -> None:
         await result
 
 
+@dataclass
+class _Prefetch:
+    """Episodes of a future step being played by the producer."""
+
+    tasks: list[tuple[int, int]]
+    future: concurrent.futures.Future[tuple[list[TrajectoryGroup], int, float, float]]
+
+
 class EpisodeSource:
     """Callable given to ``TRLBackend(episodes=...)``; see the module doc.
 
@@ -118,6 +142,13 @@ class EpisodeSource:
         self._model: Any = None
         self.last_groups: list[TrajectoryGroup] = []
         self.last_metrics: dict[str, float] = {}
+        self.dataset_tasks: list[tuple[int, int]] | None = None
+        """``(seed, env index)`` of every dataset row in order (predicts the next steps' tasks)."""
+        self._prefetch: dict[int, _Prefetch] = {}
+        self._rollout_model: Any = None  # the frozen copy generation runs on (overlap mode)
+        self._rollout_version = -1  # optimizer steps applied to the copy's adapter
+        self._snapshot: tuple[int, dict[str, Any]] | None = None  # newest (version, weights)
+        self._play_lock: asyncio.Lock | None = None
 
     def policy_for(self, model: Any) -> Any:
         """The sampling policy bound to ``model`` (made once per model object)."""
@@ -154,24 +185,30 @@ class EpisodeSource:
         groups (all at once when ``concurrency`` allows every episode of the step, otherwise one
         env after another) and the groups come back in the order of ``seeds``.
         """
+        return self.loop.run(self.aplay(seeds, model, envs))
+
+    async def aplay(
+        self, seeds: Sequence[int], model: Any, envs: Sequence[int] | None = None
+    ) -> list[TrajectoryGroup]:
+        """``play`` as a coroutine of the background loop."""
         from envkit.rollout import acollect
         from envkit.trainers.mixture import EnvMixture
 
         cfg = self.config
         policy = self.policy_for(model)
+        extra = self._backend_kwargs()
         if not isinstance(self.env, EnvMixture):
             episodes = len(seeds) * cfg.group_size
-            return self.loop.run(
-                acollect(
-                    self.env,
-                    policy,
-                    seeds=list(seeds),
-                    group_size=cfg.group_size,
-                    concurrency=min(cfg.concurrency, episodes),
-                    env_kwargs=cfg.env_kwargs or None,
-                    episode_timeout=cfg.episode_timeout,
-                    progress=False,
-                )
+            return await acollect(
+                self.env,
+                policy,
+                seeds=list(seeds),
+                group_size=cfg.group_size,
+                concurrency=min(cfg.concurrency, episodes),
+                env_kwargs=cfg.env_kwargs or None,
+                episode_timeout=cfg.episode_timeout,
+                progress=False,
+                **extra,
             )
         mixture = self.env
         envs = list(envs) if envs is not None else [0] * len(seeds)
@@ -189,18 +226,25 @@ class EpisodeSource:
                 env_kwargs=mixture.env_kwargs(k, cfg.env_kwargs) or None,
                 episode_timeout=cfg.episode_timeout,
                 progress=False,
+                **extra,
             )
 
-        async def all_envs() -> list[list[TrajectoryGroup]]:
-            if cfg.concurrency >= len(seeds) * cfg.group_size:
-                return list(await asyncio.gather(*(one(k) for k in order)))
-            return [await one(k) for k in order]
-
+        if cfg.concurrency >= len(seeds) * cfg.group_size:
+            played = list(await asyncio.gather(*(one(k) for k in order)))
+        else:
+            played = [await one(k) for k in order]
         out: list[TrajectoryGroup | None] = [None] * len(seeds)
-        for k, played in zip(order, self.loop.run(all_envs()), strict=True):
-            for i, group in zip(positions[k], played, strict=True):
+        for k, groups in zip(order, played, strict=True):
+            for i, group in zip(positions[k], groups, strict=True):
                 out[i] = group
         return out  # type: ignore[return-value]
+
+    def _backend_kwargs(self) -> dict[str, Any]:
+        """``acollect``'s rollout backend arguments (none for the default local backend)."""
+        cfg = self.config
+        if cfg.rollout_backend == "local":
+            return {}
+        return {"backend": cfg.rollout_backend, "ray_address": cfg.ray_address}
 
     def __call__(self, inputs: list[dict[str, Any]], trainer: Any) -> dict[str, Any]:
         import torch
@@ -212,29 +256,34 @@ class EpisodeSource:
         seeds = [seed for seed, _ in tasks]
         step = trainer.state.global_step + 1
         rank = trainer.accelerator.process_index
-        # Sampling depends only on (seed, step, rank): a resumed run replays the same episodes.
-        torch.manual_seed(derive_seed(cfg.seed, "rollout", step, rank))
-        t0 = time.perf_counter()
-        with unwrap_for_generation(trainer) as model:
-            was_training = model.training
-            model.eval()
-            try:
-                groups = self.play(seeds, model, [env for _, env in tasks])
-            finally:
-                model.train(was_training)
-        t1 = time.perf_counter()
-        self.loop.run(score_groups(groups, self.reward))
-        t2 = time.perf_counter()
+        staleness: dict[str, float] = {}
+        if cfg.max_staleness > 0:
+            groups, rollout_s, reward_s, staleness = self._overlapped(step, tasks, trainer)
+        else:
+            # Sampling depends only on (seed, step, rank): a resumed run replays the same episodes.
+            torch.manual_seed(derive_seed(cfg.seed, "rollout", step, rank))
+            t0 = time.perf_counter()
+            with unwrap_for_generation(trainer) as model:
+                was_training = model.training
+                model.eval()
+                try:
+                    groups = self.play(seeds, model, [env for _, env in tasks])
+                finally:
+                    model.train(was_training)
+            t1 = time.perf_counter()
+            self.loop.run(score_groups(groups, self.reward))
+            rollout_s, reward_s = t1 - t0, time.perf_counter() - t1
         rows = self._rows(groups)
         metrics = step_diagnostics(groups, collapse_similarity=cfg.collapse_similarity)
         metrics.update(rows.pop("_metrics"))
+        metrics.update(staleness)
         from envkit.trainers.mixture import EnvMixture, per_env_metrics
 
         if isinstance(self.env, EnvMixture):
             names = [self.env.names[env] for _, env in tasks]
             metrics.update(per_env_metrics(groups, names))
-        metrics["time/rollout_s"] = t1 - t0
-        metrics["time/reward_s"] = t2 - t1
+        metrics["time/rollout_s"] = rollout_s
+        metrics["time/reward_s"] = reward_s
         if trainer.accelerator.num_processes > 1:
             metrics = _merge_across_processes(metrics)
         for key, value in metrics.items():
@@ -243,6 +292,115 @@ class EpisodeSource:
         if self.run_dir is not None and cfg.save_trajectories:
             self.run_dir.write_trajectories(step, groups, rank)
         return rows
+
+    # ------------------------------------------------------------------ overlapped rollouts
+    def _overlapped(
+        self, step: int, tasks: list[tuple[int, int]], trainer: Any
+    ) -> tuple[list[TrajectoryGroup], float, float, dict[str, float]]:
+        """Step ``step``'s episodes (prefetched when predicted right), then starts the next ones."""
+        cfg = self.config
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        version = trainer.state.global_step  # optimizer steps applied to the weights now
+        self._publish(model, version)
+        pending = self._prefetch.pop(step, None)
+        miss = 0.0
+        if pending is not None and pending.tasks != tasks:
+            miss = 1.0
+            _settle(pending.future)  # let it finish: it generates on the shared frozen copy
+            pending = None
+        if pending is None:
+            future = self._submit(step, tasks, trainer.accelerator.process_index)
+        else:
+            future = pending.future
+        last = min(step + cfg.max_staleness, trainer.state.max_steps or step)
+        groups, used, rollout_s, reward_s = future.result()  # the producer's error, if any
+        for later in range(step + 1, last + 1):
+            if later not in self._prefetch:
+                predicted = self._predict(later, trainer)
+                if predicted is not None:
+                    rank = trainer.accelerator.process_index
+                    self._prefetch[later] = _Prefetch(
+                        predicted, self._submit(later, predicted, rank)
+                    )
+        lag = float(version - used)
+        return (
+            groups,
+            rollout_s,
+            reward_s,
+            {
+                "staleness/mean": lag,
+                "staleness/max": lag,
+                "staleness/prefetch_miss": miss,
+            },
+        )
+
+    def _publish(self, model: Any, version: int) -> None:
+        """Snapshots the trainable (LoRA) weights of ``model`` as adapter ``version``."""
+        if self._snapshot is not None and self._snapshot[0] == version:
+            return
+        if self._rollout_model is None:
+            import copy
+
+            frozen = copy.deepcopy(model)
+            frozen.eval()
+            frozen.requires_grad_(False)
+            self._rollout_model, self._rollout_version = frozen, version
+        weights = {
+            name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad
+        }
+        self._snapshot = (version, weights)
+
+    def _predict(self, step: int, trainer: Any) -> list[tuple[int, int]] | None:
+        """The tasks TRL will hand over for ``step`` (dataset order, this process's share)."""
+        rows = self.dataset_tasks
+        if not rows:
+            return None
+        world = trainer.accelerator.num_processes
+        per_step = self.config.groups_per_step
+        local = per_step // world
+        start = (step - 1) * per_step + trainer.accelerator.process_index * local
+        return [rows[(start + i) % len(rows)] for i in range(local)]
+
+    def _submit(
+        self, step: int, tasks: list[tuple[int, int]], rank: int
+    ) -> concurrent.futures.Future[tuple[list[TrajectoryGroup], int, float, float]]:
+        return asyncio.run_coroutine_threadsafe(self._produce(step, tasks, rank), self.loop.loop)
+
+    async def _produce(
+        self, step: int, tasks: list[tuple[int, int]], rank: int
+    ) -> tuple[list[TrajectoryGroup], int, float, float]:
+        """Plays and scores one step's episodes on the frozen copy (one step at a time)."""
+        import torch
+
+        if self._play_lock is None:
+            self._play_lock = asyncio.Lock()
+        async with self._play_lock:  # no weight change while a generation is in flight
+            snapshot = self._snapshot
+            assert snapshot is not None and self._rollout_model is not None
+            version, weights = snapshot
+            if version != self._rollout_version:
+                params = dict(self._rollout_model.named_parameters())
+                with torch.no_grad():
+                    for name, value in weights.items():
+                        params[name].copy_(value)
+                self._rollout_version = version
+            torch.manual_seed(derive_seed(self.config.seed, "rollout", step, rank))
+            t0 = time.perf_counter()
+            groups = await self.aplay(
+                [seed for seed, _ in tasks], self._rollout_model, [env for _, env in tasks]
+            )
+            t1 = time.perf_counter()
+            await score_groups(groups, self.reward)
+            for group in groups:
+                for traj in group:
+                    traj.metrics["behaviour_version"] = version
+            return groups, version, t1 - t0, time.perf_counter() - t1
+
+    def close(self) -> None:
+        """Cancels the episodes being prefetched (the loop keeps running)."""
+        for pending in self._prefetch.values():
+            pending.future.cancel()
+        self._prefetch.clear()
 
     def _rows(self, groups: list[TrajectoryGroup]) -> dict[str, Any]:
         prompt_ids, completion_ids, masks, logprobs, rewards = [], [], [], [], []
@@ -278,6 +436,11 @@ class EpisodeSource:
                 "sequences/rerendered_turns": float(rerendered),
             },
         }
+
+
+def _settle(future: concurrent.futures.Future[Any]) -> None:
+    """Waits for a discarded prefetch to stop (its episodes use the shared frozen model)."""
+    concurrent.futures.wait([future])  # its outcome (even an error) does not matter
 
 
 _SUMMED = ("groups/judge_error", "episodes/failed", "sequences/")

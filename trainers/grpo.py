@@ -191,13 +191,28 @@ class GRPOTrainer:
             loop=self.loop,
         )
         args = _trl_args(cfg, self.run, self.device, world, model)
+        dataset = self._dataset()
+        self.episodes.dataset_tasks = [
+            (int(seed), int(env))
+            for seed, env in zip(
+                dataset["envkit_seed"],
+                dataset["envkit_env"]
+                if "envkit_env" in dataset.column_names
+                else [0] * len(dataset),
+                strict=True,
+            )
+        ]
         self.backend = TRLBackend(
             episodes=self.episodes,
             drop_zero_signal=cfg.drop_zero_signal,
             kl_to_base_every=cfg.kl_to_base_every,
+            importance_sampling=cfg.importance_sampling
+            if cfg.importance_sampling_active
+            else "off",
+            importance_sampling_cap=cfg.importance_sampling_cap,
             model=model,
             args=args,
-            train_dataset=self._dataset(),
+            train_dataset=dataset,
             processing_class=tok,
             peft_config=lora_config(cfg),
         )
@@ -436,6 +451,7 @@ class GRPOTrainer:
 
     def close(self) -> None:
         """Stops the background rollout loop (the trainer cannot train after this)."""
+        self.episodes.close()
         self.loop.close()
 
     def __enter__(self) -> GRPOTrainer:
