@@ -223,6 +223,34 @@ def train_command(
         str | None,
         typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16 or float16."),
     ] = None,
+    max_staleness: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Play the next K steps' episodes while the current step trains, with an adapter "
+            "at most K steps old (importance-weighted loss); 0: synchronous (default).",
+        ),
+    ] = None,
+    policy_server: Annotated[
+        str | None,
+        typer.Option(
+            help="Sample rollouts through this OpenAI/vLLM-compatible server (base URL); the "
+            "adapter is pushed to it after every optimizer step (runtime LoRA loading).",
+        ),
+    ] = None,
+    policy_server_model: Annotated[
+        str | None, typer.Option(help="The base model name --policy-server serves.")
+    ] = None,
+    rollout_backend: Annotated[
+        str | None,
+        typer.Option(
+            help="Where episodes run: local (default) or ray (Ray workers; needs --policy-server).",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address for --rollout-backend ray (default: local)."),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Any GRPOConfig field as KEY=VALUE (repeatable)."),
@@ -250,6 +278,11 @@ def train_command(
         "report_to": report_to,
         "device": device,
         "dtype": dtype,
+        "max_staleness": max_staleness,
+        "policy_server": policy_server,
+        "policy_server_model": policy_server_model,
+        "rollout_backend": rollout_backend,
+        "ray_address": ray_address,
     }
     env: Any = None
     if not resume:

@@ -101,6 +101,14 @@ def test_train_then_report_then_resume(tmp_path: Path) -> None:
             ["train", "Arithmetic-v0", "--model", "no-such-model", "--out", "{tmp}/r"],
             "unknown model",
         ),
+        (
+            ["train", "Arithmetic-v0", "--model", "tiny-random", "--rollout-backend", "ray"],
+            "needs policy_server",
+        ),
+        (
+            ["train", "Arithmetic-v0", "--model", "tiny-random", "--max-staleness", "-1"],
+            "max-staleness",
+        ),
         (["report", "{tmp}"], "not an envkit run folder"),
     ],
 )

@@ -84,3 +84,32 @@ def test_yaml_file_errors(tmp_path) -> None:
     typo.write_text("max_step: 3\n")
     with pytest.raises(ValueError, match="did you mean max_steps"):
         GRPOConfig.from_yaml(typo)
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"rollout_backend": "ray"}, "needs policy_server"),
+        ({"ray_address": "ray://h:10001"}, 'only used with rollout_backend="ray"'),
+        ({"policy_server_model": "m"}, "set both"),
+        ({"max_staleness": 1, "use_vllm": True}, "does not combine with use_vllm"),
+        ({"policy_server": "http://127.0.0.1:8000", "use_vllm": True}, "choose one"),
+        ({"importance_sampling": "truncate"}, "token_truncate"),
+        ({"importance_sampling_cap": 1.0}, "greater than 1"),
+        ({"max_staleness": -1}, "greater than or equal to 0"),
+    ],
+)
+def test_off_policy_fields_are_validated(fields: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        GRPOConfig(**fields)
+
+
+def test_importance_sampling_applies_only_off_policy() -> None:
+    assert not GRPOConfig().importance_sampling_active  # synchronous: nothing to correct
+    assert GRPOConfig(max_staleness=1).importance_sampling_active
+    assert GRPOConfig(policy_server="http://127.0.0.1:8000").importance_sampling_active
+    assert not GRPOConfig(max_staleness=1, importance_sampling="off").importance_sampling_active
+    ray = GRPOConfig(
+        rollout_backend="ray", ray_address="auto", policy_server="http://127.0.0.1:8000"
+    )
+    assert ray.rollout_backend == "ray"
