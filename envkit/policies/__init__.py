@@ -1,9 +1,10 @@
 """Policies: what produces the assistant's turns.
 
 ``Policy`` is the protocol; ``CallablePolicy`` and ``ScriptedPolicy`` run Python code,
-``LiteLLMPolicy`` calls any litellm model (OpenAI-compatible servers through ``api_base``) and
-``HFPolicy`` samples from a local transformers model. The last two import their heavy
-dependencies only when used.
+``LiteLLMPolicy`` calls any litellm model (OpenAI-compatible servers through ``api_base``),
+``HFPolicy`` samples from a local transformers model and ``ServerPolicy`` from an inference
+server (vLLM, ``envkit serve``) with token ids and log-probabilities. The last three import their
+heavy dependencies only when used.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "LiteLLMPolicy",
     "Policy",
     "ScriptedPolicy",
+    "ServerPolicy",
     "as_request",
     "load_policy",
 ]
@@ -27,6 +29,7 @@ __all__ = [
 _LAZY = {
     "HFPolicy": "envkit.policies.hf",
     "LiteLLMPolicy": "envkit.policies.litellm",
+    "ServerPolicy": "envkit.policies.server",
     "load_policy": "envkit.policies.loading",
 }
 

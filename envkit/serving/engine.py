@@ -128,10 +128,13 @@ class Engine:
             if name not in self.policy.adapters:
                 raise KeyError(name)
             model = self.policy.model
+            others = [a for a in self.policy.adapters if a != name]
+            if not others:  # the last one: back to the plain model (peft removes its layers)
+                self.policy.use_adapter(None)
+                self.policy.model = model.unload()
+                return
             if model.active_adapter == name:
-                others = [a for a in self.policy.adapters if a != name]
-                if others:
-                    model.set_adapter(others[0])
+                model.set_adapter(others[0])
             model.delete_adapter(name)
 
     # ------------------------------------------------------------------ requests

@@ -1,0 +1,415 @@
+"""``ServerPolicy``: sample from an OpenAI-compatible inference server (vLLM, ``envkit serve``).
+
+It returns what training needs, like ``HFPolicy``: ``prompt_token_ids``, the sampled
+``token_ids``, their ``logprobs`` and ``finish_reason``, with tool calls parsed. Two ways:
+
+* With a ``tokenizer`` (recommended for training) the policy renders the chat template locally,
+  exactly as ``HFPolicy`` does (``envkit.policies.hf.render_prompt``), and calls
+  ``POST /v1/completions`` with the prompt as token ids, ``logprobs=0``,
+  ``return_tokens_as_token_ids`` and ``return_token_ids``; it decodes the sampled ids and parses
+  tool calls locally (``envkit.toolcalls``, with the offered tools' schemas). The trained token
+  ids are then exactly the rendered prompt and the sampled tokens, with no re-tokenization.
+* Without one it calls ``POST /v1/chat/completions`` (``logprobs: true``,
+  ``return_tokens_as_token_ids``, ``return_token_ids``: vLLM >= 0.10.2) and takes the server's
+  rendering, token ids and tool calls (vLLM needs ``--enable-auto-tool-choice
+  --tool-call-parser ...`` for those).
+
+Adapters: ``load_adapter(path, name)`` asks the server to load a peft LoRA adapter
+(``POST /v1/load_lora_adapter``; vLLM needs ``--enable-lora`` and
+``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``), ``use_adapter(name)`` sends the next requests with
+``"model": name``. A trainer saves its adapter after each optimizer step, loads it under a new
+name, switches to it and unloads the previous one.
+
+Log-probabilities: ``envkit serve`` returns ``HFPolicy``'s, ``log softmax(logits / T)`` before
+top-k/top-p. vLLM returns the model's raw ones by default (temperature 1); start it with
+``--logprobs-mode processed_logprobs`` (and sample with ``top_p=1``, ``top_k`` off) to get the
+same values. See docs/serving.md.
+
+Requests that fail to connect or get a 5xx answer are retried with backoff; then
+``ServerError`` names the URL. ``seed`` makes sampling reproducible: request ``i`` of the policy
+is sent with seed ``seed * 1_000_003 + i`` (one shared seed would give a GRPO group identical
+samples).
+
+Example:
+    >>> policy = ServerPolicy("http://127.0.0.1:8000", "tiny-random", max_new_tokens=32)
+    >>> policy.base_url, policy.model
+    ('http://127.0.0.1:8000', 'tiny-random')
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from envkit.policies.base import BasePolicy
+from envkit.types import Completion, GenerationRequest, Message, ToolCall, Usage
+
+__all__ = ["ServerError", "ServerPolicy"]
+
+
+class ServerError(RuntimeError):
+    """The inference server could not be reached, refused a request or answered unusably.
+
+    Attributes:
+        url: The URL that was called.
+        status: The HTTP status (``None``: no answer).
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class ServerPolicy(BasePolicy):
+    """Samples from an OpenAI-compatible server with vLLM's extensions (see the module doc).
+
+    Args:
+        base_url: The server, e.g. ``"http://127.0.0.1:8000"`` (a trailing ``/v1`` is accepted).
+        model: The served base model's name (vLLM's ``--served-model-name``, or the model path).
+        tokenizer: The model's tokenizer (or a model spec/directory to load it from): render
+            prompts locally and call ``/v1/completions``. ``None``: ``/v1/chat/completions``.
+        max_new_tokens: Most tokens per turn (``max_tokens``).
+        temperature: Sampling temperature (``0``: greedy).
+        top_p: Nucleus mass (``1``: off).
+        top_k: Top-k (``0``: off; sent as ``-1``, which every vLLM version accepts).
+        api_key: Sent as ``Authorization: Bearer`` (vLLM's ``--api-key``).
+        timeout_s: Seconds per HTTP request.
+        max_concurrency: Most requests in flight at once.
+        seed: Makes sampling reproducible (see the module doc).
+        max_retries: Retries of a request that could not connect or got a 5xx answer.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        tokenizer: Any = None,
+        max_new_tokens: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        api_key: str | None = None,
+        timeout_s: float = 600.0,
+        max_concurrency: int = 64,
+        seed: int | None = None,
+        max_retries: int = 3,
+    ) -> None:
+        from envkit.policies.hf import _check_args
+
+        _check_args(max_new_tokens, temperature, top_p, top_k, max_concurrency, 0.0)
+        url = base_url.rstrip("/")
+        self.base_url = url[: -len("/v1")] if url.endswith("/v1") else url
+        self.model = model
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+        self.max_concurrency = max_concurrency
+        self.seed = seed
+        self.max_retries = max_retries
+        self.tokenizer = _load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        self.tool_format: Any = None
+        self.stop_token_ids: list[int] = []
+        if self.tokenizer is not None:
+            from envkit._tokens import stop_token_ids
+            from envkit.toolcalls import detect_format
+
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise ValueError(
+                    "the tokenizer has no chat template; ServerPolicy renders conversations with "
+                    "it. Set tokenizer.chat_template or pass tokenizer=None to let the server "
+                    "render them (/v1/chat/completions)"
+                )
+            self.tool_format = detect_format(self.tokenizer)
+            self.stop_token_ids = stop_token_ids(None, self.tokenizer)
+        self._active: str | None = None
+        self._adapters: list[str] = []
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_concurrency, thread_name_prefix="envkit-server-policy"
+        )
+
+    # ------------------------------------------------------------------ adapters
+
+    @property
+    def adapters(self) -> list[str]:
+        """The adapters this policy loaded on the server (and has not unloaded)."""
+        return list(self._adapters)
+
+    @property
+    def active_adapter(self) -> str | None:
+        """The adapter requests are sent to (``None``: the base ``model``)."""
+        return self._active
+
+    def load_adapter(self, path: str | Path, name: str) -> None:
+        """Has the server load the peft adapter at ``path`` under ``name`` (not activated).
+
+        ``path`` must be readable by the server (same machine or shared storage); it is sent
+        resolved to an absolute path.
+
+        Raises:
+            ServerError: the server refused (bad path, name taken, LoRA not enabled...).
+        """
+        self._call(
+            "/v1/load_lora_adapter",
+            {"lora_name": name, "lora_path": str(Path(path).expanduser().resolve())},
+        )
+        with self._lock:
+            if name not in self._adapters:
+                self._adapters.append(name)
+
+    def unload_adapter(self, name: str) -> None:
+        """Has the server unload adapter ``name``; requests go to the base model if it was active.
+
+        Raises:
+            ServerError: the server does not know ``name`` (404) or failed.
+        """
+        self._call("/v1/unload_lora_adapter", {"lora_name": name})
+        with self._lock:
+            if name in self._adapters:
+                self._adapters.remove(name)
+            if self._active == name:
+                self._active = None
+
+    def use_adapter(self, name: str | None) -> None:
+        """Sends later requests with ``"model": name`` (``None``: the base ``model``).
+
+        The name is not checked here (the server may have loaded it at start, e.g.
+        ``envkit serve --adapter``); an unknown one fails the next request with HTTP 404.
+        """
+        self._active = name
+
+    # ------------------------------------------------------------------ generation
+
+    async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        """Answers each request with one server call (up to ``max_concurrency`` at once)."""
+        if not requests:
+            return []
+        loop = asyncio.get_running_loop()
+        model = self._active or self.model
+        calls = [
+            loop.run_in_executor(self._pool, self._complete, request, model, self._next_seed())
+            for request in requests
+        ]
+        return list(await asyncio.gather(*calls))
+
+    def _next_seed(self) -> int | None:
+        if self.seed is None:
+            return None
+        return (self.seed * 1_000_003 + next(self._counter)) % (2**31)
+
+    def _sampling(self, model: str, seed: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k if self.top_k > 0 else -1,
+            "return_tokens_as_token_ids": True,
+            "return_token_ids": True,
+        }
+        if seed is not None:
+            body["seed"] = seed
+        return body
+
+    def _complete(self, request: GenerationRequest, model: str, seed: int | None) -> Completion:
+        if self.tokenizer is not None:
+            return self._complete_tokens(request, model, seed)
+        return self._complete_chat(request, model, seed)
+
+    def _complete_tokens(
+        self, request: GenerationRequest, model: str, seed: int | None
+    ) -> Completion:
+        from envkit.policies.hf import completion_from_tokens, render_prompt
+
+        prompt_ids = render_prompt(self.tokenizer, self.tool_format, request)
+        body = {
+            **self._sampling(model, seed),
+            "prompt": prompt_ids,
+            "logprobs": 0,
+            "stop_token_ids": self.stop_token_ids,
+        }
+        url = self.base_url + "/v1/completions"
+        answer = self._call("/v1/completions", body)
+        choice = _one_choice(answer, url)
+        tokens = _token_ids(choice, (choice.get("logprobs") or {}).get("tokens"), url)
+        logprobs = (choice.get("logprobs") or {}).get("token_logprobs")
+        _check_logprobs(logprobs, tokens, url)
+        stops = list(self.stop_token_ids)
+        if choice.get("finish_reason") == "stop" and tokens and tokens[-1] not in stops:
+            stops.append(tokens[-1])  # a stop token the server knows (generation_config)
+        return completion_from_tokens(
+            self.tokenizer,
+            self.tool_format,
+            stops,
+            prompt_ids,
+            tokens,
+            logprobs,
+            tools=request.tools,
+        )
+
+    def _complete_chat(
+        self, request: GenerationRequest, model: str, seed: int | None
+    ) -> Completion:
+        body = {
+            **self._sampling(model, seed),
+            "messages": [m.to_dict() for m in request.messages],
+            "logprobs": True,
+        }
+        if request.tools:
+            body["tools"] = request.tools
+        url = self.base_url + "/v1/chat/completions"
+        answer = self._call("/v1/chat/completions", body)
+        choice = _one_choice(answer, url)
+        content = (choice.get("logprobs") or {}).get("content") or []
+        tokens = _token_ids(choice, [c.get("token") for c in content], url)
+        logprobs = [c.get("logprob") for c in content]
+        _check_logprobs(logprobs, tokens, url)
+        prompt_ids = answer.get("prompt_token_ids")
+        if not isinstance(prompt_ids, list):
+            raise ServerError(
+                f"{url} answered without prompt_token_ids: the server must support "
+                "return_token_ids (vLLM >= 0.10.2, envkit serve), or pass tokenizer= so the "
+                "prompt is rendered locally and sent as token ids",
+                url=url,
+            )
+        raw = choice.get("message") or {}
+        calls = [
+            ToolCall.create(
+                c["function"]["name"], c["function"].get("arguments") or "{}", id=c["id"]
+            )
+            for c in raw.get("tool_calls") or []
+        ]
+        finish = choice.get("finish_reason")
+        return Completion(
+            message=Message(role="assistant", content=raw.get("content"), tool_calls=calls or None),
+            prompt_token_ids=[int(t) for t in prompt_ids],
+            token_ids=tokens,
+            logprobs=[float(x) for x in logprobs],
+            finish_reason="stop" if finish == "tool_calls" else finish,
+            usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(tokens)),
+        )
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _call(self, path: str, body: dict[str, Any]) -> Any:
+        """POSTs ``body``; returns the JSON (or text) answer. Retries connection errors and 5xx."""
+        url = self.base_url + path
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        data = json.dumps(body).encode()
+        problem, status = "", None
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)))
+            req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
+                    return _decode(response.read())
+            except urllib.error.HTTPError as e:
+                message = _error_message(e.read())
+                if e.code < 500:
+                    raise ServerError(
+                        f"{url} answered HTTP {e.code}: {message}", url=url, status=e.code
+                    ) from None
+                problem, status = f"HTTP {e.code}: {message}", e.code
+            except (urllib.error.URLError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                problem, status = f"{type(reason).__name__}: {reason}", None
+        if status is not None:
+            raise ServerError(
+                f"{url} failed {self.max_retries + 1} times; last answer {problem}",
+                url=url,
+                status=status,
+            )
+        raise ServerError(
+            f"cannot reach the inference server at {url} ({problem}; {self.max_retries + 1} "
+            "attempts). Is it running? Start one with `envkit serve MODEL --port N` or "
+            "`vllm serve` (docs/serving.md), or fix base_url",
+            url=url,
+        )
+
+    def close(self) -> None:
+        """Stops the policy's HTTP threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+def _load_tokenizer(spec: str) -> Any:
+    from envkit.policies.loading import _BUNDLED
+
+    if spec in _BUNDLED:
+        from envkit.models import load_model
+
+        return load_model(spec)[1]
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(spec[3:] if spec.startswith("hf:") else spec)
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def _error_message(raw: bytes) -> str:
+    answer = _decode(raw)
+    if isinstance(answer, dict):
+        error = answer.get("error", answer)
+        if isinstance(error, dict) and "message" in error:
+            return str(error["message"])
+        if "message" in answer:
+            return str(answer["message"])
+    return str(answer)[:500]
+
+
+def _one_choice(answer: Any, url: str) -> dict[str, Any]:
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    if not choices:
+        raise ServerError(f"{url} answered without choices: {str(answer)[:300]}", url=url)
+    return choices[0]
+
+
+def _token_ids(choice: dict[str, Any], names: Sequence[Any] | None, url: str) -> list[int]:
+    """The sampled ids: vLLM's ``token_ids``, else the ``token_id:N`` strings of ``logprobs``."""
+    ids = choice.get("token_ids")
+    if isinstance(ids, list):
+        return [int(t) for t in ids]
+    if names and all(isinstance(n, str) and n.startswith("token_id:") for n in names):
+        return [int(n.split(":", 1)[1]) for n in names]
+    raise ServerError(
+        f"{url} answered without token ids: the server must support return_token_ids or "
+        "return_tokens_as_token_ids with logprobs (vLLM, envkit serve)",
+        url=url,
+    )
+
+
+def _check_logprobs(logprobs: Any, tokens: list[int], url: str) -> None:
+    if not isinstance(logprobs, list) or len(logprobs) != len(tokens):
+        got = "none" if not isinstance(logprobs, list) else f"{len(logprobs)}"
+        raise ServerError(
+            f"{url} answered {len(tokens)} tokens with {got} log-probabilities: the server must "
+            "return logprobs (vLLM, envkit serve)",
+            url=url,
+        )
+    if any(x is None for x in logprobs):
+        raise ServerError(f"{url} answered a null log-probability", url=url)

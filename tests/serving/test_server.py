@@ -1,0 +1,371 @@
+"""``envkit serve`` in a real subprocess, sampled through ``ServerPolicy``: token ids and
+log-probabilities equal a local forward pass, concurrent requests are batched (per adapter),
+runtime LoRA loading/unloading matches in-process peft, tool calls are parsed, errors are clear.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envkit.policies import HFPolicy, ServerPolicy
+from envkit.policies.server import ServerError
+from envkit.serving.process import ServerProcess, free_port
+from envkit.types import GenerationRequest, Message
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "description": "Adds two integers.",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                "required": ["a", "b"],
+            },
+        },
+    }
+]
+CALL_TEXT = 'Adding.\n<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>'
+
+
+def request(text: str, tools: list[dict[str, Any]] | None = None) -> GenerationRequest:
+    return GenerationRequest(messages=[Message(role="user", content=text)], tools=tools)
+
+
+def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            raw, status = r.read(), r.status
+    except urllib.error.HTTPError as e:
+        raw, status = e.read(), e.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode()
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    with ServerProcess("tiny-random", args=["--seed", "0"]) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[Any, Any]:
+    from envkit.models import load_model
+
+    return load_model("tiny-random")
+
+
+def save_random_adapter(path: Path, seed: int) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from envkit.models import load_model
+
+    base, _ = load_model("tiny-random")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        peft_model = get_peft_model(
+            base,
+            LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False),
+        )
+    peft_model.save_pretrained(str(path))
+    return path
+
+
+def local_logprobs(model: Any, prompt: list[int], tokens: list[int], temperature: float) -> Any:
+    """``log softmax(logits / T)`` of ``tokens`` after ``prompt``, by one forward pass."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + tokens])).logits[0].float()
+    scores = torch.log_softmax(logits[len(prompt) - 1 : -1] / temperature, dim=-1)
+    return scores.gather(1, torch.tensor(tokens)[:, None])[:, 0]
+
+
+REQUESTS = [request("hi"), request("What is 2 + 2?"), request("Name a colour.", tools=TOOLS)]
+
+
+@pytest.mark.parametrize("render", ["local", "server"])
+def test_token_ids_and_logprobs_equal_a_local_forward_pass(server, tiny, render):
+    import torch
+
+    model, tok = tiny
+    policy = ServerPolicy(
+        server.url,
+        "tiny-random",
+        tokenizer=tok if render == "local" else None,
+        max_new_tokens=12,
+        temperature=0.7,
+        seed=3,
+    )
+    completions = policy.generate(REQUESTS)
+    local = HFPolicy(model, tok)
+    for req, c in zip(REQUESTS, completions, strict=True):
+        assert c.prompt_token_ids == local.render(req)
+        assert c.token_ids and len(c.token_ids) == len(c.logprobs) <= 12
+        assert c.finish_reason in ("stop", "length")
+        expected = local_logprobs(model, c.prompt_token_ids, c.token_ids, 0.7)
+        assert torch.allclose(torch.tensor(c.logprobs), expected, atol=1e-4), (c.logprobs, expected)
+        assert c.usage.completion_tokens == len(c.token_ids)
+    # temperature 0.7, not raw logprobs: the values differ from the temperature-1 ones
+    c = completions[0]
+    raw = local_logprobs(model, c.prompt_token_ids, c.token_ids, 1.0)
+    assert not torch.allclose(torch.tensor(c.logprobs), raw, atol=1e-3)
+
+
+def test_greedy_text_equals_in_process_hf_policy(server, tiny):
+    model, tok = tiny
+    remote = ServerPolicy(
+        server.url, "tiny-random", tokenizer=tok, max_new_tokens=10, temperature=0
+    )
+    chat = ServerPolicy(server.url, "tiny-random", max_new_tokens=10, temperature=0)
+    local = HFPolicy(model, tok, max_new_tokens=10, temperature=0)
+    reqs = REQUESTS[:2]
+    for a, b, c in zip(
+        remote.generate(reqs), chat.generate(reqs), local.generate(reqs), strict=True
+    ):
+        assert a.token_ids == b.token_ids == c.token_ids
+        assert a.message.content == b.message.content == c.message.content
+        assert a.finish_reason == b.finish_reason == c.finish_reason
+
+
+def test_concurrent_requests_are_batched(server, tiny):
+    _, tok = tiny
+    before = http("GET", server.url + "/envkit/stats")[1]
+    policy = ServerPolicy(server.url, "tiny-random", tokenizer=tok, max_new_tokens=4)
+    completions = policy.generate([request(f"question {i}") for i in range(16)])
+    after = http("GET", server.url + "/envkit/stats")[1]
+    assert len(completions) == 16 and all(c.token_ids for c in completions)
+    assert after["requests"] - before["requests"] == 16
+    assert after["batches"] - before["batches"] < 16
+    assert after["max_batch"] > 1
+
+
+def test_runtime_lora_adapter_matches_in_process_peft(server, tiny, tmp_path):
+    import torch
+
+    from envkit.models import load_model
+
+    _, tok = tiny
+    path = save_random_adapter(tmp_path / "a1", seed=1)
+    policy = ServerPolicy(server.url, "tiny-random", tokenizer=tok, max_new_tokens=8, temperature=0)
+    reqs = [request("hi"), request("What is 2 + 2?")]
+    base = policy.generate(reqs)
+
+    policy.load_adapter(path, "a1")
+    assert policy.adapters == ["a1"]
+    ids = [m["id"] for m in http("GET", server.url + "/v1/models")[1]["data"]]
+    assert ids == ["tiny-random", "a1"]
+    assert [c.token_ids for c in policy.generate(reqs)] == [c.token_ids for c in base]  # not active
+    policy.use_adapter("a1")
+    tuned = policy.generate(reqs)
+
+    model, _ = load_model("tiny-random")
+    local = HFPolicy(model, tok, max_new_tokens=8, temperature=0, adapter=path, adapter_name="a1")
+    expected = local.generate(reqs)
+    assert [c.token_ids for c in tuned] != [c.token_ids for c in base], (
+        "the adapter changed nothing"
+    )
+    for got, want in zip(tuned, expected, strict=True):
+        assert got.token_ids == want.token_ids
+        assert torch.allclose(torch.tensor(got.logprobs), torch.tensor(want.logprobs), atol=1e-4)
+
+    policy.unload_adapter("a1")
+    assert policy.adapters == [] and policy.active_adapter is None
+    assert [c.token_ids for c in policy.generate(reqs)] == [c.token_ids for c in base]
+    assert [m["id"] for m in http("GET", server.url + "/v1/models")[1]["data"]] == ["tiny-random"]
+
+
+def test_requests_for_different_adapters_never_share_a_batch(server, tiny, tmp_path):
+    _, tok = tiny
+    base = ServerPolicy(server.url, "tiny-random", tokenizer=tok, max_new_tokens=6, temperature=0)
+    tuned = ServerPolicy(server.url, "tiny-random", tokenizer=tok, max_new_tokens=6, temperature=0)
+    base.load_adapter(save_random_adapter(tmp_path / "b1", seed=2), "b1")
+    tuned.use_adapter("b1")
+    reqs = [request(f"say {i}") for i in range(6)]
+    alone_base, alone_tuned = base.generate(reqs), tuned.generate(reqs)
+    results: dict[str, Any] = {}
+
+    def run(name: str, policy: ServerPolicy) -> None:
+        results[name] = policy.generate(reqs)
+
+    threads = [
+        threading.Thread(target=run, args=("base", base)),
+        threading.Thread(target=run, args=("tuned", tuned)),
+    ]
+    before = http("GET", server.url + "/envkit/stats")[1]["batches_by_adapter"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = http("GET", server.url + "/envkit/stats")[1]["batches_by_adapter"]
+    base.unload_adapter("b1")
+    assert [c.token_ids for c in results["base"]] == [c.token_ids for c in alone_base]
+    assert [c.token_ids for c in results["tuned"]] == [c.token_ids for c in alone_tuned]
+    assert [c.token_ids for c in alone_base] != [c.token_ids for c in alone_tuned]
+    assert after["b1"] > before.get("b1", 0) and after[""] > before[""]
+
+
+def test_errors_are_openai_style_json(server, tmp_path):
+    url = server.url
+    status, body = http("POST", url + "/v1/completions", {"prompt": "hi", "n": 2})
+    assert status == 400 and "n=2" in body["error"]["message"]
+    assert body["error"]["type"] == "BadRequestError" and body["error"]["code"] == 400
+    status, body = http("POST", url + "/v1/completions", {"model": "nope", "prompt": [1, 2]})
+    assert status == 404 and "nope" in body["error"]["message"]
+    status, body = http("POST", url + "/v1/unload_lora_adapter", {"lora_name": "ghost"})
+    assert status == 404 and "ghost" in body["error"]["message"]
+    status, body = http(
+        "POST", url + "/v1/load_lora_adapter", {"lora_name": "x", "lora_path": str(tmp_path)}
+    )
+    assert status == 400 and "adapter_config.json" in body["error"]["message"]
+    missing = str(tmp_path / "missing")
+    status, body = http(
+        "POST", url + "/v1/load_lora_adapter", {"lora_name": "x", "lora_path": missing}
+    )
+    assert status == 404 and "No adapter found" in body["error"]["message"]
+    status, body = http("POST", url + "/v1/completions", {"prompt": "hi", "logprobs": 5})
+    assert status == 400 and "logprobs=0" in body["error"]["message"]
+    status, body = http("POST", url + "/v1/chat/completions", {"messages": "hi"})
+    assert status == 400 and "messages" in body["error"]["message"]
+    status, body = http("POST", url + "/v1/completions", {"prompt": [1], "max_tokens": 10**6})
+    assert status == 400 and "maximum context length" in body["error"]["message"]
+    status, body = http("GET", url + "/v1/nothing")
+    assert status == 404
+    assert http("GET", url + "/health")[0] == 200
+
+
+def test_policy_errors_name_the_url(server, tiny, tmp_path):
+    _, tok = tiny
+    policy = ServerPolicy(server.url, "tiny-random", tokenizer=tok, max_new_tokens=2)
+    with pytest.raises(ServerError, match=r"HTTP 404.*cannot be found") as info:
+        policy.unload_adapter("ghost")
+    assert info.value.status == 404 and info.value.url.endswith("/v1/unload_lora_adapter")
+    with pytest.raises(ServerError, match=r"adapter_config\.json"):
+        policy.load_adapter(tmp_path, "x")
+    policy.use_adapter("never-loaded")
+    with pytest.raises(ServerError, match="does not exist"):
+        policy.generate([request("hi")])
+    port = free_port()
+    down = ServerPolicy(f"http://127.0.0.1:{port}/v1", "m", max_retries=1)
+    with pytest.raises(ServerError, match=rf"127\.0\.0\.1:{port}/v1/chat/completions.*running"):
+        down.generate([request("hi")])
+
+
+def test_completions_api_shapes(server, tiny):
+    _, tok = tiny
+    status, body = http(
+        "POST",
+        server.url + "/v1/completions",
+        {"prompt": "hello", "max_tokens": 3, "logprobs": 0, "return_tokens_as_token_ids": True},
+    )
+    assert status == 200
+    [choice] = body["choices"]
+    lp = choice["logprobs"]
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == 3
+    assert all(t.startswith("token_id:") for t in lp["tokens"])
+    assert choice["token_ids"] is None and choice["finish_reason"] == "length"
+    ids = [int(t.split(":")[1]) for t in lp["tokens"]]
+    assert choice["text"] == tok.decode(ids)
+    assert body["usage"]["prompt_tokens"] == len(
+        tok("hello", add_special_tokens=False)["input_ids"]
+    )
+
+
+@pytest.fixture(scope="module")
+def tool_model_dir(tmp_path_factory) -> Path:
+    """tiny-random fine-tuned (seconds) to answer ``"1 + 2?"`` with ``CALL_TEXT``, saved."""
+    import torch
+
+    from envkit.models import load_model
+
+    model, tok = load_model("tiny-random")
+    prompt = HFPolicy(model, tok).render(request("1 + 2?", tools=TOOLS))
+    target = [*tok.encode(CALL_TEXT, add_special_tokens=False), tok.eos_token_id]
+    ids = torch.tensor([prompt + target])
+    labels = ids.clone()
+    labels[0, : len(prompt)] = -100
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(400):
+            out = model(input_ids=ids, labels=labels)
+            if out.logits[0, len(prompt) - 1 : -1].argmax(-1).tolist() == target:
+                break
+            optimizer.zero_grad()
+            out.loss.backward()
+            optimizer.step()
+    assert out.logits[0, len(prompt) - 1 : -1].argmax(-1).tolist() == target
+    path = tmp_path_factory.mktemp("tool-model")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow
+def test_tool_calls_are_parsed_both_ways(tool_model_dir):
+    from envkit.models import load_model
+
+    _, tok = load_model(str(tool_model_dir))
+    with ServerProcess(str(tool_model_dir)) as proc:
+        for tokenizer in (tok, None):
+            policy = ServerPolicy(
+                proc.url, str(tool_model_dir), tokenizer=tokenizer, max_new_tokens=64, temperature=0
+            )
+            [c] = policy.generate([request("1 + 2?", tools=TOOLS)])
+            assert c.finish_reason == "stop"
+            assert c.message.content == "Adding."
+            [call] = c.message.tool_calls
+            assert call.function.name == "add"
+            assert json.loads(call.function.arguments) == {"a": 1, "b": 2}
+            [plain] = policy.generate([request("1 + 2?")])  # no tools offered: plain text
+            assert plain.message.tool_calls is None
+        status, body = http(
+            "POST",
+            proc.url + "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "1 + 2?"}], "tools": TOOLS, "temperature": 0},
+        )
+        assert status == 200 and body["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_cli_help_documents_the_options():
+    out = subprocess.run(
+        [sys.executable, "-m", "envkit.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200", "TERM": "dumb"},
+    ).stdout
+    for option in (
+        "--host",
+        "--port",
+        "--served-model-name",
+        "--adapter",
+        "--max-batch-size",
+        "--device",
+        "--seed",
+    ):
+        assert option in out
+    assert "load_lora_adapter" in out
+
+
+def test_server_process_reports_a_failed_start():
+    with pytest.raises(RuntimeError, match="exited with code"):
+        ServerProcess("/no/such/model", startup_timeout_s=60)
