@@ -1,10 +1,10 @@
 """``ServerProcess``: ``envkit serve MODEL`` in a subprocess on a free port of 127.0.0.1.
 
-Example:
-    >>> import json, urllib.request
-    >>> with ServerProcess("tiny-random") as server:  # doctest: +SKIP
-    ...     json.load(urllib.request.urlopen(server.url + "/v1/models"))["data"][0]["id"]
-    'tiny-random'
+Usage (tests/serving/test_server.py runs it)::
+
+    with ServerProcess("tiny-random", args=["--seed", "0"]) as server:
+        policy = ServerPolicy(server.url, "tiny-random", tokenizer=tokenizer)
+        ...
 """
 
 from __future__ import annotations
