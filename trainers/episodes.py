@@ -26,6 +26,13 @@ sampler is deterministic (``shuffle_dataset=False``), so the next steps' tasks a
 the dataset order; the rows TRL actually passes are checked against the prediction and a mismatch
 discards the prefetch and plays synchronously (``staleness/prefetch_miss``). An error in the
 producer is raised in the trainer thread, with its traceback, when the step is asked for.
+
+Training through an inference server (``policy_server``, with or without overlap): episodes are
+sampled by ``envkit.policies.ServerPolicy``; when TRL asks for a step whose weights the server
+does not have yet, the trainer thread saves the adapter to ``server_adapters/vNNNNNN`` in the run
+folder and the producer, before that step's episodes start, has the server load it under a new
+name (vLLM's ``/v1/load_lora_adapter``), sends the next requests to it and unloads the previous
+one (``/v1/unload_lora_adapter``).
 """
 
 from __future__ import annotations
@@ -149,6 +156,9 @@ class EpisodeSource:
         self._rollout_version = -1  # optimizer steps applied to the copy's adapter
         self._snapshot: tuple[int, dict[str, Any]] | None = None  # newest (version, weights)
         self._play_lock: asyncio.Lock | None = None
+        self.server_policy: Any = None
+        """A ``ServerPolicy`` to sample with instead of the model (``policy_server``)."""
+        self._server_adapter: str | None = None  # the adapter the server samples with now
 
     def policy_for(self, model: Any) -> Any:
         """The sampling policy bound to ``model`` (made once per model object)."""
@@ -188,14 +198,20 @@ class EpisodeSource:
         return self.loop.run(self.aplay(seeds, model, envs))
 
     async def aplay(
-        self, seeds: Sequence[int], model: Any, envs: Sequence[int] | None = None
+        self,
+        seeds: Sequence[int],
+        model: Any,
+        envs: Sequence[int] | None = None,
+        *,
+        policy: Any = None,
     ) -> list[TrajectoryGroup]:
-        """``play`` as a coroutine of the background loop."""
+        """``play`` as a coroutine of the background loop (``policy``: sample with it instead of
+        ``model``'s policy)."""
         from envkit.rollout import acollect
         from envkit.trainers.mixture import EnvMixture
 
         cfg = self.config
-        policy = self.policy_for(model)
+        policy = policy if policy is not None else self.policy_for(model)
         extra = self._backend_kwargs()
         if not isinstance(self.env, EnvMixture):
             episodes = len(seeds) * cfg.group_size
@@ -257,7 +273,7 @@ class EpisodeSource:
         step = trainer.state.global_step + 1
         rank = trainer.accelerator.process_index
         staleness: dict[str, float] = {}
-        if cfg.max_staleness > 0:
+        if cfg.max_staleness > 0 or self.server_policy is not None:
             groups, rollout_s, reward_s, staleness = self._overlapped(step, tasks, trainer)
         else:
             # Sampling depends only on (seed, step, rank): a resumed run replays the same episodes.
@@ -335,8 +351,14 @@ class EpisodeSource:
         )
 
     def _publish(self, model: Any, version: int) -> None:
-        """Snapshots the trainable (LoRA) weights of ``model`` as adapter ``version``."""
+        """Snapshots the trainable (LoRA) weights of ``model`` as adapter ``version`` (server
+        mode: saves the adapter for the server to load)."""
         if self._snapshot is not None and self._snapshot[0] == version:
+            return
+        if self.server_policy is not None:
+            folder = self._adapter_root() / f"v{version:06d}"
+            model.save_pretrained(str(folder))
+            self._snapshot = (version, {"path": folder})
             return
         if self._rollout_model is None:
             import copy
@@ -349,6 +371,30 @@ class EpisodeSource:
             name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad
         }
         self._snapshot = (version, weights)
+
+    def _adapter_root(self) -> Any:
+        from pathlib import Path
+
+        if self.run_dir is not None:
+            return self.run_dir.path / "server_adapters"
+        import tempfile
+
+        return Path(tempfile.mkdtemp(prefix="envkit-server-adapters-"))
+
+    def _push_adapter(self, path: Any, version: int, rank: int) -> None:
+        """Has the server load adapter ``version``, samples with it, unloads the previous one."""
+        import shutil
+
+        policy = self.server_policy
+        name = f"envkit-{derive_seed(str(path.parent)) % 10**8:08d}-r{rank}-v{version}"
+        policy.load_adapter(path, name)
+        policy.use_adapter(name)
+        previous, self._server_adapter = self._server_adapter, name
+        if previous is not None:
+            policy.unload_adapter(previous)
+        for old in path.parent.glob("v*"):  # keep the adapter in use and the newest ones
+            if old.name < f"v{version - 1:06d}":
+                shutil.rmtree(old, ignore_errors=True)
 
     def _predict(self, step: int, trainer: Any) -> list[tuple[int, int]] | None:
         """The tasks TRL will hand over for ``step`` (dataset order, this process's share)."""
@@ -376,18 +422,24 @@ class EpisodeSource:
             self._play_lock = asyncio.Lock()
         async with self._play_lock:  # no weight change while a generation is in flight
             snapshot = self._snapshot
-            assert snapshot is not None and self._rollout_model is not None
+            assert snapshot is not None
             version, weights = snapshot
             if version != self._rollout_version:
-                params = dict(self._rollout_model.named_parameters())
-                with torch.no_grad():
-                    for name, value in weights.items():
-                        params[name].copy_(value)
+                if self.server_policy is not None:
+                    await asyncio.to_thread(self._push_adapter, weights["path"], version, rank)
+                else:
+                    params = dict(self._rollout_model.named_parameters())
+                    with torch.no_grad():
+                        for name, value in weights.items():
+                            params[name].copy_(value)
                 self._rollout_version = version
             torch.manual_seed(derive_seed(self.config.seed, "rollout", step, rank))
             t0 = time.perf_counter()
             groups = await self.aplay(
-                [seed for seed, _ in tasks], self._rollout_model, [env for _, env in tasks]
+                [seed for seed, _ in tasks],
+                self._rollout_model,
+                [env for _, env in tasks],
+                policy=self.server_policy,
             )
             t1 = time.perf_counter()
             await score_groups(groups, self.reward)

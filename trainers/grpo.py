@@ -190,6 +190,8 @@ class GRPOTrainer:
             run_dir=self.run,
             loop=self.loop,
         )
+        if cfg.policy_server is not None:
+            self.episodes.server_policy = self._server_policy(model_spec, tok)
         args = _trl_args(cfg, self.run, self.device, world, model)
         dataset = self._dataset()
         self.episodes.dataset_tasks = [
@@ -223,6 +225,28 @@ class GRPOTrainer:
 
             writer = SummaryWriter(log_dir=str(self.run.path / "tensorboard"))
             self.backend.add_callback(TensorBoardCallback(tb_writer=writer))
+
+    def _server_policy(self, model_spec: Any, tokenizer: Any) -> Any:
+        """The ``ServerPolicy`` rollouts sample with (``policy_server``)."""
+        from envkit.policies.server import ServerPolicy
+
+        cfg = self.config
+        name = cfg.policy_server_model or (model_spec if isinstance(model_spec, str) else None)
+        if name is None:
+            raise ValueError(
+                "policy_server needs policy_server_model (the name the server serves the base "
+                "model under) when the model is not given by name"
+            )
+        return ServerPolicy(
+            cfg.policy_server,  # type: ignore[arg-type]
+            name,
+            tokenizer=tokenizer,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_concurrency=cfg.concurrency,
+            seed=cfg.seed,
+        )
 
     def _make_policy(self, model: Any, *, for_training: bool = True) -> Any:
         from envkit.trainers.modeling import make_policy
