@@ -329,7 +329,9 @@ class EpisodeSource:
         else:
             future = pending.future
         last = min(step + cfg.max_staleness, trainer.state.max_steps or step)
+        t0 = time.perf_counter()
         groups, used, rollout_s, reward_s = future.result()  # the producer's error, if any
+        waited = time.perf_counter() - t0
         for later in range(step + 1, last + 1):
             if later not in self._prefetch:
                 predicted = self._predict(later, trainer)
@@ -347,6 +349,7 @@ class EpisodeSource:
                 "staleness/mean": lag,
                 "staleness/max": lag,
                 "staleness/prefetch_miss": miss,
+                "time/rollout_wait_s": waited,
             },
         )
 
