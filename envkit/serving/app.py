@@ -249,7 +249,7 @@ class InferenceServer:
             raise RequestError(400, "the prompt is empty")
         self._check_ids(ids)
         key = self._key(req, req.max_tokens, len(ids))
-        completion = self._run(ids, key, None)
+        completion = self._run(ids, key, None, req.seed)
         tokens = completion.token_ids or []
         text = self._text(tokens, completion.finish_reason)
         logprobs = None
@@ -304,7 +304,7 @@ class InferenceServer:
         max_tokens = req.max_completion_tokens or req.max_tokens
         key = self._key(req, max_tokens, len(ids))
         tools = request.tools if req.tool_choice != "none" else None
-        completion = self._run(ids, key, tools)
+        completion = self._run(ids, key, tools, req.seed)
         tokens = completion.token_ids or []
         message = completion.message
         calls = [c.model_dump() for c in message.tool_calls or []]
@@ -388,7 +388,6 @@ class InferenceServer:
             top_p=float(top_p),
             top_k=max(0, top_k),
             stop_token_ids=tuple(req.stop_token_ids or ()),
-            seed=req.seed,
         )
 
     def _adapter_for(self, model: str | None) -> str | None:
@@ -406,9 +405,13 @@ class InferenceServer:
             raise RequestError(400, f"token ids out of vocabulary: {bad[:5]}")
 
     def _run(
-        self, ids: list[int], key: SamplingKey, tools: list[dict[str, Any]] | None
+        self,
+        ids: list[int],
+        key: SamplingKey,
+        tools: list[dict[str, Any]] | None,
+        seed: int | None,
     ) -> Completion:
-        return self.engine.submit(ids, key, tools).result()
+        return self.engine.submit(ids, key, tools, seed).result()
 
     def _text(self, tokens: list[int], finish: str | None) -> str:
         shown = tokens[:-1] if finish == "stop" and tokens else tokens

@@ -13,9 +13,12 @@ The log-probabilities are ``HFPolicy``'s: ``log softmax(logits / temperature)`` 
 token, before top-k/top-p truncation (``temperature=0`` decodes greedily, log-probabilities at
 temperature 1).
 
-A request's ``seed`` makes its batch reproducible: the batch samples from torch's generator
-seeded with it (requests with the same seed batch together; the same seed and batch give the
-same tokens). Without a seed, the server's ``--seed`` (``HFPolicy``'s) applies.
+Seeds: one ``model.generate`` samples a whole batch from one random generator, so per-request
+seeds (vLLM's) cannot each drive their own row. A batch with seeded requests samples from a
+generator seeded with a mix of its requests' seeds: the same requests with the same seeds, batched
+the same way, give the same tokens (as a rollout of a fixed seed and concurrency is), and
+different seeds give different samples. Seeds do not split batches. A batch without any seed uses
+the server's ``--seed`` (``HFPolicy``'s own seeding).
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ class SamplingKey:
     top_p: float = 1.0
     top_k: int = 0
     stop_token_ids: tuple[int, ...] = ()
-    seed: int | None = None
 
 
 @dataclass
@@ -72,6 +74,7 @@ class _Job:
     key: SamplingKey
     tools: list[dict[str, Any]] | None
     future: concurrent.futures.Future[Completion]
+    seed: int | None = None
 
 
 class Engine:
@@ -144,13 +147,14 @@ class Engine:
         prompt_ids: list[int],
         key: SamplingKey,
         tools: list[dict[str, Any]] | None = None,
+        seed: int | None = None,
     ) -> concurrent.futures.Future[Completion]:
         """Queues one request; the future gives its ``Completion`` (or the batch's error)."""
         future: concurrent.futures.Future[Completion] = concurrent.futures.Future()
         with self._cond:
             if self._closed:
                 raise RuntimeError("the engine is closed")
-            self._pending.append(_Job(list(prompt_ids), key, tools, future))
+            self._pending.append(_Job(list(prompt_ids), key, tools, future, seed))
             self._cond.notify()
         return future
 
@@ -206,13 +210,17 @@ class Engine:
             policy.top_p, policy.top_k = key.top_p, key.top_k
             policy.stop_token_ids = list(dict.fromkeys(self.default_stops + key.stop_token_ids))
             pending = [_Pending(job.prompt_ids, job.tools, None) for job in batch]  # type: ignore[arg-type]
-            if key.seed is None:
+            seeds = [job.seed for job in batch]
+            if all(seed is None for seed in seeds):
                 policy.seed = self.default_seed
                 context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
             else:
                 policy.seed = None
+                mixed = 0
+                for seed in seeds:
+                    mixed = (mixed * 1_000_003 + (seed if seed is not None else -1)) % 2**61
                 device = next(policy.model.parameters()).device
-                context = _seeded(key.seed, device)
+                context = _seeded(mixed, device)
             with context:
                 results = policy._generate_batch(pending)
             self.stats.batches += 1

@@ -145,15 +145,27 @@ def test_greedy_text_equals_in_process_hf_policy(server, tiny):
         assert a.finish_reason == b.finish_reason == c.finish_reason
 
 
-def test_concurrent_requests_are_batched(server, tiny):
+def test_a_seed_reproduces_a_request(server, tiny):
+    _, tok = tiny
+
+    def sample(seed: int) -> list[int]:
+        policy = ServerPolicy(server.url, "tiny-random", tokenizer=tok, max_new_tokens=8, seed=seed)
+        return policy.generate([request("hi")])[0].token_ids
+
+    assert sample(5) == sample(5)
+    assert sample(5) != sample(6)
+
+
+@pytest.mark.parametrize("seed", [None, 0])
+def test_concurrent_requests_are_batched(server, tiny, seed):
     _, tok = tiny
     before = http("GET", server.url + "/envkit/stats")[1]
-    policy = ServerPolicy(server.url, "tiny-random", tokenizer=tok, max_new_tokens=4)
+    policy = ServerPolicy(server.url, "tiny-random", tokenizer=tok, max_new_tokens=4, seed=seed)
     completions = policy.generate([request(f"question {i}") for i in range(16)])
     after = http("GET", server.url + "/envkit/stats")[1]
     assert len(completions) == 16 and all(c.token_ids for c in completions)
     assert after["requests"] - before["requests"] == 16
-    assert after["batches"] - before["batches"] < 16
+    assert after["batches"] - before["batches"] < 16  # seeds (one per request) do not split
     assert after["max_batch"] > 1
 
 
