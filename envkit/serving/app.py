@@ -271,7 +271,7 @@ class InferenceServer:
             text=text,
             logprobs=logprobs,
             finish_reason=completion.finish_reason,  # type: ignore[arg-type]
-            stop_reason=self._stop_reason(completion),
+            stop_reason=self._stop_reason(completion, key),
             prompt_token_ids=ids if req.return_token_ids else None,
             token_ids=tokens if req.return_token_ids else None,
         )
@@ -324,7 +324,7 @@ class InferenceServer:
             message=p.ChatMessage(content=message.content, tool_calls=calls),
             logprobs=logprobs,
             finish_reason=finish,  # type: ignore[arg-type]
-            stop_reason=self._stop_reason(completion),
+            stop_reason=self._stop_reason(completion, key),
             token_ids=tokens if req.return_token_ids else None,
         )
         usage = p.Usage(
@@ -422,10 +422,13 @@ class InferenceServer:
             return [f"token_id:{t}" for t in tokens]
         return [self.policy.tokenizer.decode([t], skip_special_tokens=False) for t in tokens]
 
-    @staticmethod
-    def _stop_reason(completion: Completion) -> int | None:
-        if completion.finish_reason == "stop" and completion.token_ids:
-            return completion.token_ids[-1]
+    def _stop_reason(self, completion: Completion, key: SamplingKey) -> int | None:
+        """vLLM's ``stop_reason``: the request's stop token that ended the turn; None for EOS."""
+        if completion.finish_reason != "stop" or not completion.token_ids:
+            return None
+        last = completion.token_ids[-1]
+        if last in key.stop_token_ids and last not in self.engine.default_stops:
+            return last
         return None
 
 

@@ -1,8 +1,9 @@
 """``Engine``: one ``HFPolicy`` answering many HTTP threads, concurrent requests batched.
 
 Each HTTP thread ``submit``s a prompt (token ids) with its sampling parameters and waits on the
-returned future. One worker thread collects what is pending (waiting ``batch_wait_s`` for more
-when fewer than ``max_batch_size`` are queued), takes the oldest request and every pending
+returned future. One worker thread collects what is pending (while fewer than ``max_batch_size``
+wait, it waits for more as long as newcomers arrive within ``batch_wait_s`` of each other, at
+most ``10 * batch_wait_s``), takes the oldest request and every pending
 request with the same ``SamplingKey`` (adapter, temperature, top-p, top-k, max tokens, stop
 tokens, seed), and runs them as one ``model.generate`` through the policy. Requests for different
 adapters or sampling parameters never share a batch: a batch samples with one adapter and one
@@ -175,9 +176,17 @@ class Engine:
                 self._cond.wait()
             if self._closed:
                 return None
-        if len(self._pending) < self.max_batch_size and self.batch_wait_s > 0:
-            time.sleep(self.batch_wait_s)  # let concurrent requests join this batch
-        with self._cond:
+            # Let concurrent requests join: wait while newcomers keep arriving within
+            # batch_wait_s of each other (at most 10 gaps), or until the batch is full.
+            deadline = time.monotonic() + 10 * self.batch_wait_s
+            seen = len(self._pending)
+            while seen < self.max_batch_size and time.monotonic() < deadline:
+                self._cond.wait(timeout=self.batch_wait_s)
+                if self._closed:
+                    return None
+                if len(self._pending) == seen:
+                    break
+                seen = len(self._pending)
             key = self._pending[0].key
             batch: list[_Job] = []
             rest: deque[_Job] = deque()

@@ -280,6 +280,21 @@ def test_policy_errors_name_the_url(server, tiny, tmp_path):
         down.generate([request("hi")])
 
 
+def test_a_server_without_token_data_is_named(tiny):
+    from envkit.testing import ScriptedOpenAIServer
+
+    _, tok = tiny
+    with ScriptedOpenAIServer() as plain:  # an OpenAI-compatible server without vLLM's fields
+        chat = ServerPolicy(plain.url, "m", max_retries=0)
+        with pytest.raises(ServerError, match=r"/v1/chat/completions answered without token ids"):
+            chat.generate([request("hi")])
+        # the tokenizer path needs /v1/completions, which this server lacks
+        tokens = ServerPolicy(plain.url, "m", tokenizer=tok, max_retries=0)
+        with pytest.raises(ServerError, match=r"/v1/completions answered HTTP 404") as e:
+            tokens.generate([request("hi")])
+        assert e.value.status == 404
+
+
 def test_completions_api_shapes(server, tiny):
     _, tok = tiny
     status, body = http(
