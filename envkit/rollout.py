@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 
@@ -351,6 +351,8 @@ async def acollect(
     episode_timeout: float | None = None,
     jsonl_path: str | Path | None = None,
     progress: bool | None = None,
+    backend: Literal["local", "ray"] = "local",
+    ray_address: str | None = None,
 ) -> list[TrajectoryGroup]:
     """Runs ``group_size`` episodes for each seed and returns one group per seed, in order.
 
@@ -367,6 +369,11 @@ async def acollect(
         episode_timeout: Seconds after which an episode is stopped (``outcome="timeout"``).
         jsonl_path: If given, each finished group is appended to this JSONL file at once.
         progress: Show a rich progress bar (default: when stderr is a terminal).
+        backend: ``"local"``: in this process; ``"ray"``: on every node of a Ray cluster, each
+            with its own envs and sandbox pool (``pip install 'envkit-rl[ray]'``; see
+            ``envkit.ray_rollout``). ``concurrency`` is then the total over the cluster.
+        ray_address: The Ray cluster to use with ``backend="ray"`` (``"host:6379"``; ``None``:
+            ``$RAY_ADDRESS``, the latest local cluster, else a new local one).
 
     Returns:
         One ``TrajectoryGroup`` per seed, trajectories ordered by ``group_index``.
@@ -385,6 +392,26 @@ async def acollect(
         import sys
 
         progress = sys.stderr.isatty()
+    if backend == "ray":
+        from envkit.ray_rollout import acollect_ray
+
+        return await acollect_ray(
+            env,
+            policy,
+            seeds=seeds,
+            group_size=group_size,
+            concurrency=concurrency,
+            options=options,
+            env_kwargs=env_kwargs,
+            episode_timeout=episode_timeout,
+            jsonl_path=jsonl_path,
+            progress=progress,
+            ray_address=ray_address,
+        )
+    if backend != "local":
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if ray_address is not None:
+        raise ValueError("ray_address is only used with backend='ray'")
     pool = EnvPool(env, concurrency, env_kwargs)
     runner = _Runner(pool, policy, options, episode_timeout)
     groups = [TrajectoryGroup(env_id=pool.env_id, seed=s, trajectories=[]) for s in seeds]
@@ -435,6 +462,8 @@ def collect(
     episode_timeout: float | None = None,
     jsonl_path: str | Path | None = None,
     progress: bool | None = None,
+    backend: Literal["local", "ray"] = "local",
+    ray_address: str | None = None,
 ) -> list[TrajectoryGroup]:
     """Synchronous ``acollect`` (see there); works inside a running event loop too."""
     return run_sync(
@@ -449,5 +478,7 @@ def collect(
             episode_timeout=episode_timeout,
             jsonl_path=jsonl_path,
             progress=progress,
+            backend=backend,
+            ray_address=ray_address,
         )
     )

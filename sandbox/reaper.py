@@ -120,16 +120,17 @@ def _remove(client: Any, container_id: str) -> bool:
         return e.status_code == 409
 
 
-def reap(client: Any, *, everything: bool = False) -> list[str]:
+def reap(client: Any, *, everything: bool = False, run: str | None = None) -> list[str]:
     """Removes envkit containers whose owner process is gone; returns their names.
 
     Args:
         client: A docker-py client.
         everything: Remove every envkit sandbox container, including those of live processes
             and other hosts (``envkit sandbox cleanup --all``).
+        run: Only containers of this run id (the Ray backend's clean-up after a batch).
     """
     removed = []
-    for c in list_containers(client):
+    for c in list_containers(client, run=run):
         labels = c.labels or {}
         if labels.get(LABEL_PID) == str(os.getpid()) and not everything:
             continue

@@ -1,0 +1,31 @@
+"""The Ray tests' cluster: two nodes on this host, started once per module, stopped after."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from ray_support import Cluster, start_cluster  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A two-node cluster (``ray start --head`` plus ``ray start --address``) this process is
+    connected to; afterwards Ray is shut down here and every process of the cluster is ended."""
+    import ray
+
+    c = start_cluster()
+    try:
+        ray.init(address=c.address, log_to_driver=False, logging_level="WARNING")
+        yield c
+    finally:
+        ray.shutdown()
+        c.stop()
+    assert c.processes() == [], "a process of the test cluster outlived it"
