@@ -19,8 +19,7 @@ import torch
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from test_loss_equivalence import GROUP, assert_grads_close, rollout  # noqa: E402
-from train_support import lora_model, one_step  # noqa: E402
+from train_support import GROUP, assert_grads_close, lora_model, one_step, rollout  # noqa: E402
 
 from envkit.trainers.importance import MODES, importance_ratio  # noqa: E402
 

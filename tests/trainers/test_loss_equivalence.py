@@ -34,11 +34,15 @@ from envkit.trainers.config import LossType
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from train_support import one_step  # noqa: E402
+from train_support import (  # noqa: E402
+    GROUP,
+    REWARDS,
+    assert_grads_close,
+    one_step,
+    rollout,
+)
 
 LOSS_TYPES = typing.get_args(LossType)
-GROUP = 4
-RTOL = 1e-5
 
 # Which normalizer each loss divides by, hence what dropping zero-advantage rows does to the
 # gradient (docs/training.md, "What dropping zero-advantage rows changes").
@@ -47,40 +51,6 @@ TOKEN_NORMALIZED = {"dapo", "cispo", "bnpo"}
 # bnpo normalizes by the loss tokens of each micro-batch: its gradient depends on which rows
 # share a micro-batch, and TRL shuffles the rows before splitting while envkit keeps their order.
 PARTITION_DEPENDENT = {"bnpo"}
-
-# Rewards of the two groups of 4. "full": every advantage is non-zero; "tied": group 0 ties
-# (advantage 0) and holds the longest prompt and completion, so dropping it trims padding;
-# "unknown": a reward is unknown (None: TRL gives it advantage 0) and another equals its group's
-# mean (advantage exactly 0 too): 3 rows are kept; "all_tied": nothing to learn from.
-REWARDS: dict[str, list[float | None]] = {
-    "full": [0.1, 0.9, 0.4, 0.6, 1.0, 0.0, 0.25, 0.75],
-    "tied": [0.5, 0.5, 0.5, 0.5, 1.0, 0.0, 0.0, 1.0],
-    "unknown": [0.5, 0.5, 0.5, 0.5, 1.0, 0.0, None, 0.5],
-    "all_tied": [0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0],
-}
-KEPT = {"full": 8, "tied": 4, "unknown": 2, "all_tied": 0}
-
-
-def _env_mask(length: int) -> list[int]:
-    """Policy tokens, then env tokens, then policy tokens again (a 2-turn episode)."""
-    first, env = max(1, length // 3), max(1, length // 4)
-    return [1] * first + [0] * env + [1] * (length - first - env)
-
-
-def rollout(rewards: str) -> dict[str, Any]:
-    """The fixed batch, as ``rollout_func`` returns it."""
-    gen = torch.Generator().manual_seed(7)
-    prompt_lens = [7, 3, 5, 4, 3, 6, 4, 5]
-    completion_lens = [12, 5, 8, 6, 7, 9, 4, 10]
-    prompts = [torch.randint(10, 250, (n,), generator=gen).tolist() for n in prompt_lens]
-    completions = [torch.randint(10, 250, (n,), generator=gen).tolist() for n in completion_lens]
-    return {
-        "prompt_ids": prompts,
-        "completion_ids": completions,
-        "logprobs": [[-1.0] * n for n in completion_lens],
-        "env_mask": [_env_mask(n) for n in completion_lens],
-        "envkit_reward": list(REWARDS[rewards]),
-    }
 
 
 def documented_factor(loss_type: str, batch: dict[str, Any], kept: list[int]) -> float:
@@ -102,21 +72,6 @@ def kept_rows(rewards: str) -> list[int]:
         mean = sum(known) / len(known)
         out += [g + i for i, v in enumerate(values[g : g + GROUP]) if v is not None and v != mean]
     return out
-
-
-def assert_grads_close(
-    actual: dict[str, Any], expected: dict[str, Any], factor: float = 1.0
-) -> None:
-    assert actual.keys() == expected.keys() and expected
-    scale = max(float(g.abs().max()) for g in expected.values())
-    assert scale > 0, "the reference gradient is zero: the comparison would prove nothing"
-    for name, g in expected.items():
-        want = g * factor
-        assert torch.allclose(actual[name], want, rtol=RTOL, atol=RTOL * scale * factor), (
-            name,
-            float((actual[name] - want).abs().max()),
-            scale,
-        )
 
 
 _TRL_GRADS: dict[tuple[str, str, int], dict[str, Any]] = {}

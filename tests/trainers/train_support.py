@@ -52,6 +52,65 @@ def make_trainer(out: Path, **overrides: Any) -> Any:
 # gradients zero), so every adapter weight gets a gradient and the comparison can be tight.
 
 
+GROUP = 4
+"""Group size of the fixed batch below (two groups)."""
+RTOL = 1e-5
+"""Relative tolerance of gradient comparisons (see test_loss_equivalence's module doc)."""
+
+# Rewards of the two groups of 4. "full": every advantage is non-zero; "tied": group 0 ties
+# (advantage 0) and holds the longest prompt and completion, so dropping it trims padding;
+# "unknown": a reward is unknown (None: TRL gives it advantage 0) and another equals its group's
+# mean (advantage exactly 0 too): 3 rows are kept; "all_tied": nothing to learn from.
+REWARDS: dict[str, list[float | None]] = {
+    "full": [0.1, 0.9, 0.4, 0.6, 1.0, 0.0, 0.25, 0.75],
+    "tied": [0.5, 0.5, 0.5, 0.5, 1.0, 0.0, 0.0, 1.0],
+    "unknown": [0.5, 0.5, 0.5, 0.5, 1.0, 0.0, None, 0.5],
+    "all_tied": [0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0],
+}
+KEPT = {"full": 8, "tied": 4, "unknown": 2, "all_tied": 0}
+
+
+def _env_mask(length: int) -> list[int]:
+    """Policy tokens, then env tokens, then policy tokens again (a 2-turn episode)."""
+    first, env = max(1, length // 3), max(1, length // 4)
+    return [1] * first + [0] * env + [1] * (length - first - env)
+
+
+def rollout(rewards: str) -> dict[str, Any]:
+    """The fixed batch, as ``rollout_func`` returns it."""
+    import torch
+
+    gen = torch.Generator().manual_seed(7)
+    prompt_lens = [7, 3, 5, 4, 3, 6, 4, 5]
+    completion_lens = [12, 5, 8, 6, 7, 9, 4, 10]
+    prompts = [torch.randint(10, 250, (n,), generator=gen).tolist() for n in prompt_lens]
+    completions = [torch.randint(10, 250, (n,), generator=gen).tolist() for n in completion_lens]
+    return {
+        "prompt_ids": prompts,
+        "completion_ids": completions,
+        "logprobs": [[-1.0] * n for n in completion_lens],
+        "env_mask": [_env_mask(n) for n in completion_lens],
+        "envkit_reward": list(REWARDS[rewards]),
+    }
+
+
+def assert_grads_close(
+    actual: dict[str, Any], expected: dict[str, Any], factor: float = 1.0
+) -> None:
+    import torch
+
+    assert actual.keys() == expected.keys() and expected
+    scale = max(float(g.abs().max()) for g in expected.values())
+    assert scale > 0, "the reference gradient is zero: the comparison would prove nothing"
+    for name, g in expected.items():
+        want = g * factor
+        assert torch.allclose(actual[name], want, rtol=RTOL, atol=RTOL * scale * factor), (
+            name,
+            float((actual[name] - want).abs().max()),
+            scale,
+        )
+
+
 def gradient_capture() -> Any:
     """A ``TrainerCallback`` whose ``grads`` are the trainable parameters' gradients of the last
     optimizer step, copied just before the update (after accumulation, clipping off)."""
