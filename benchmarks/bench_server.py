@@ -42,6 +42,15 @@ def tokens_per_s(policy: Any, n: int) -> tuple[float, int, float]:
     return tokens / seconds, tokens, seconds
 
 
+def stats(url: str) -> dict[str, Any]:
+    """``GET /envkit/stats`` of the server."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/envkit/stats", timeout=30) as r:
+        return json.load(r)
+
+
 def adapter_sync(model_name: str, server_url: str, rank: int, rounds: int) -> dict[str, float]:
     """Median seconds of saving a LoRA adapter and of the server loading/unloading it."""
     from peft import LoraConfig, get_peft_model
@@ -98,18 +107,24 @@ def main() -> None:
         remote = ServerPolicy(server.url, args.model, tokenizer=tok, **settings)
         tokens_per_s(local, 2), tokens_per_s(remote, 2)  # warm-up
         rates: dict[str, list[float]] = {"in-process": [], "server": []}
+        local_batches, served_before = local.stats.batches, stats(server.url)["batches"]
         for _ in range(args.rounds):
             rates["in-process"].append(tokens_per_s(local, args.requests)[0])
             rates["server"].append(tokens_per_s(remote, args.requests)[0])
+        local_batches = (local.stats.batches - local_batches) / args.rounds
+        served_batches = (stats(server.url)["batches"] - served_before) / args.rounds
         remote.close()
         sync = adapter_sync(args.model, server.url, args.rank, args.rounds)
 
     inproc, served = statistics.median(rates["in-process"]), statistics.median(rates["server"])
     print(f"\n{args.model}, {args.requests} concurrent requests x {args.tokens} tokens, CPU")
-    print("| policy | tokens/s (median of rounds) | ratio |")
-    print("|---|---|---|")
-    print(f"| HFPolicy in-process | {inproc:.0f} | 1.00x |")
-    print(f"| ServerPolicy -> envkit serve | {served:.0f} | {served / inproc:.2f}x |")
+    print("| policy | tokens/s (median of rounds) | ratio | batches per round |")
+    print("|---|---|---|---|")
+    print(f"| HFPolicy in-process | {inproc:.0f} | 1.00x | {local_batches:.1f} |")
+    print(
+        f"| ServerPolicy -> envkit serve | {served:.0f} | {served / inproc:.2f}x "
+        f"| {served_batches:.1f} |"
+    )
     print(f"\nadapter sync, LoRA r={args.rank} all-linear ({sync['mb']:.1f} MiB)")
     print("| step | seconds (median) |")
     print("|---|---|")
