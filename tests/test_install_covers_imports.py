@@ -32,6 +32,7 @@ LOCAL_TEST_MODULES = {
     "forgery_support",
     "random_llama",
     "envkit_plugin_demo",
+    "ray_support",
 }
 
 
