@@ -107,7 +107,12 @@ class ServerPolicy(BasePolicy):
     ) -> None:
         from envkit.policies.hf import _check_args
 
-        _check_args(max_new_tokens, temperature, top_p, top_k, max_concurrency, 0.0)
+        _check_args(max_new_tokens, temperature, top_p, top_k, 1, 0.0)
+        if max_concurrency < 1 or max_retries < 0 or timeout_s <= 0:
+            raise ValueError(
+                "max_concurrency must be >= 1, max_retries >= 0 and timeout_s > 0; got "
+                f"{max_concurrency}, {max_retries}, {timeout_s}"
+            )
         url = base_url.rstrip("/")
         self.base_url = url[: -len("/v1")] if url.endswith("/v1") else url
         self.model = model
