@@ -131,8 +131,8 @@ def test_token_ids_and_logprobs_equal_a_local_forward_pass(server, tiny, render)
 
 def test_greedy_text_equals_in_process_hf_policy(server, tiny):
     model, tok = tiny
-    remote = ServerPolicy(
-        server.url, "tiny-random", tokenizer=tok, max_new_tokens=10, temperature=0
+    remote = ServerPolicy(  # a model spec as tokenizer: loaded as envkit's commands load it
+        server.url, "tiny-random", tokenizer="tiny-random", max_new_tokens=10, temperature=0
     )
     chat = ServerPolicy(server.url, "tiny-random", max_new_tokens=10, temperature=0)
     local = HFPolicy(model, tok, max_new_tokens=10, temperature=0)
