@@ -3,7 +3,7 @@
 One Ray actor per node (``workers_per_node`` to have more) owns that node's env instances and,
 through them, its own process-wide ``SandboxPool``; it plays whole groups with the local async
 engine (``envkit.rollout._Runner``), so an episode behaves exactly as with ``backend="local"``.
-The driver hands out groups to the least busy actor and collects them with ``ray.wait`` as they
+The driver hands out groups to the least busy actor and collects them as they
 finish (``astream_ray`` yields them in that order; ``acollect`` returns them in seed order).
 
 Failure semantics: a group whose actor died (its process was killed, its node left the cluster:
@@ -342,9 +342,12 @@ async def astream_ray(
     todo = [(gi, 0) for gi in range(len(seeds))]  # (seed index, tries so far)
     todo.reverse()
     busy = {i: 0 for i in live}
-    inflight: dict[Any, tuple[int, int, int]] = {}  # ref -> (seed index, actor, tries)
+    # Each in-flight call as an asyncio future of its ObjectRef (``ObjectRef.future()``): the
+    # loop wakes when one finishes, no polling. Values: (ref, seed index, actor, tries).
+    inflight: dict[asyncio.Future[Any], tuple[Any, int, int, int]] = {}
     indices = list(range(group_size))
     dead: set[int] = set()
+    nobody = {"node_id": None, "pid": None}
 
     def submit() -> None:
         while todo:
@@ -353,7 +356,8 @@ async def astream_ray(
                 return
             i = min(free, key=lambda a: busy[a])
             gi, tries = todo.pop()
-            inflight[actors[i].play.remote(seeds[gi], indices)] = (gi, i, tries)
+            ref = actors[i].play.remote(seeds[gi], indices)
+            inflight[asyncio.wrap_future(ref.future())] = (ref, gi, i, tries)
             busy[i] += 1
 
     try:
@@ -363,23 +367,15 @@ async def astream_ray(
                 error = "RuntimeError: no live Ray worker is left to play this group"
                 while todo:
                     gi, _ = todo.pop()
-                    yield (
-                        gi,
-                        _group(
-                            env_id,
-                            seeds[gi],
-                            _infra_group_trajs(
-                                env_id, seeds[gi], indices, error, {"node_id": None, "pid": None}
-                            ),
-                        ),
-                    )
+                    trajs = _infra_group_trajs(env_id, seeds[gi], indices, error, nobody)
+                    yield gi, _group(env_id, seeds[gi], trajs)
                 break
-            done, _ = await asyncio.to_thread(ray.wait, list(inflight), num_returns=1, timeout=1.0)
-            for ref in done:
-                gi, i, tries = inflight.pop(ref)
+            done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                _, gi, i, tries = inflight.pop(fut)
                 busy[i] -= 1
                 try:
-                    trajs = ray.get(ref)  # ready: does not block
+                    trajs = fut.result()
                 except lost as e:
                     dead.add(i)
                     if tries < max_retries:
@@ -390,7 +386,7 @@ async def astream_ray(
                 yield gi, _group(env_id, seeds[gi], trajs)
             submit()
     finally:
-        for ref in list(inflight):
+        for ref, *_ in list(inflight.values()):
             ray.cancel(ref, force=False)
         closing = [actors[i].close.remote() for i in busy if i not in dead]
         if closing:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +23,16 @@ def cluster() -> Iterator[Cluster]:
     import ray
 
     c = start_cluster()
+    before = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = c.env["RAY_AUTH_MODE"]  # this process must match the cluster
     try:
         ray.init(address=c.address, log_to_driver=False, logging_level="WARNING")
         yield c
     finally:
         ray.shutdown()
         c.stop()
+        if before is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = before
     assert c.processes() == [], "a process of the test cluster outlived it"

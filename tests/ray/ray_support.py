@@ -98,6 +98,10 @@ def start_cluster() -> Cluster:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]).rstrip(":"),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # A cluster of this host for this test; Ray >= 2.5x turns token auth on when
+        # ~/.ray/auth_token exists (any earlier ray.init() made one), and then a second node
+        # started without the token cannot join.
+        "RAY_AUTH_MODE": "disabled",
     }
     common = ["--num-cpus", "2", "--object-store-memory", str(100 * 1024**2)]
     common += ["--temp-dir", temp_dir, "--disable-usage-stats"]
