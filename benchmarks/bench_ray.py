@@ -11,6 +11,7 @@ deterministic policy through both backends, side by side, best of ``--repeat``:
   backends starting with a cold sandbox pool (the Ray actors make theirs at each collect).
 * ``1 episode``: the fixed cost of one Ray collect (actors started and stopped every call).
 
+``--policy-latency S`` makes every turn wait S seconds, as an inference server would.
 Ratio = Ray episodes/s / local episodes/s (1.0: no overhead). Results are checked equal.
 """
 
@@ -54,12 +55,14 @@ def key(groups: list[Any]) -> list[Any]:
     return [(t.seed, t.group_index, t.outcome, t.reward, t.messages) for g in groups for t in g]
 
 
-def timed(backend: str, env: str, fn: Any, seeds: list[int], group: int, conc: int) -> Any:
+def timed(
+    backend: str, env: str, fn: Any, seeds: list[int], group: int, conc: int, latency: float
+) -> Any:
     close_shared_pools()  # both backends start with a cold sandbox pool
     t0 = time.perf_counter()
     groups = collect(
         env,
-        CallablePolicy(fn),
+        CallablePolicy(fn, delay=latency),
         seeds=seeds,
         group_size=group,
         concurrency=conc,
@@ -78,6 +81,9 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--no-sandbox", action="store_true")
+    parser.add_argument(
+        "--policy-latency", type=float, default=0.0, help="seconds per turn (stands in for an LLM)"
+    )
     args = parser.parse_args()
 
     import ray
@@ -94,6 +100,7 @@ def main() -> None:
         cases.append(("PythonTools-v0", probe, list(range(args.sandbox_seeds)), 2, 8))
     cases.append(("Arithmetic-v0 (1 episode)", arithmetic, [0], 1, 1))
     rows = []
+    latency = args.policy_latency
     try:
         for name, fn, seeds, group, conc in cases:
             env = name.split()[0]
@@ -101,7 +108,7 @@ def main() -> None:
             results: dict[str, Any] = {}
             for _ in range(args.repeat):
                 for backend in ("local", "ray"):
-                    elapsed, groups = timed(backend, env, fn, seeds, group, conc)
+                    elapsed, groups = timed(backend, env, fn, seeds, group, conc, latency)
                     best[backend] = min(best.get(backend, float("inf")), elapsed)
                     results[backend] = groups
             assert key(results["local"]) == key(results["ray"]), f"{name}: results differ"
