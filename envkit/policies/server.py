@@ -148,6 +148,20 @@ class ServerPolicy(BasePolicy):
             max_workers=max_concurrency, thread_name_prefix="envkit-server-policy"
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles without the lock and the thread pool (``collect(..., backend="ray")`` sends
+        the policy to every node); ``__setstate__`` makes new ones."""
+        state = dict(self.__dict__)
+        del state["_lock"], state["_pool"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.max_concurrency, thread_name_prefix="envkit-server-policy"
+        )
+
     # ------------------------------------------------------------------ adapters
 
     @property
