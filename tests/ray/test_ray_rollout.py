@@ -276,3 +276,27 @@ except ConnectionError as e:
 """
     message = run_in_fresh_process(code, cluster)
     assert "no Ray cluster answers" in message and "ray start --head" in message
+
+
+def test_server_policy_travels_and_calls_the_server_from_the_workers(
+    cluster: Cluster, openai_server: Any
+) -> None:
+    """A ``ServerPolicy`` pickles to both nodes and its requests reach the server from there.
+
+    The scripted server is not vLLM (no token ids), so every turn is a ``policy_error`` naming
+    that: it proves the request went out from the worker and came back."""
+    from envkit.policies import ServerPolicy
+
+    groups = envkit.collect(
+        CountEnv,
+        ServerPolicy(openai_server.url, "m", max_retries=0),
+        seeds=[0, 1, 2, 3],
+        group_size=2,
+        progress=False,
+        backend="ray",
+    )
+    trajs = [t for g in groups for t in g]
+    assert {t.outcome for t in trajs} == {"policy_error"}
+    assert all("without token ids" in (t.error or "") for t in trajs)
+    assert len(openai_server.requests) == len(trajs)
+    assert {t.metrics[RAY_METRIC_NODE] for t in trajs} == node_ids()
