@@ -26,6 +26,7 @@ Ray calls followed: ``ray.init(address=...)``, async actors, ``NodeAffinitySched
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import socket
@@ -388,14 +389,23 @@ async def astream_ray(
     finally:
         for ref, *_ in list(inflight.values()):
             ray.cancel(ref, force=False)
-        closing = [actors[i].close.remote() for i in busy if i not in dead]
+        closing = {actors[i].close.remote(): i for i in busy if i not in dead}
+        closed: set[int] = set()
         if closing:
-            await asyncio.to_thread(ray.wait, closing, num_returns=len(closing), timeout=60)
+            ready, _ = await asyncio.to_thread(
+                ray.wait, list(closing), num_returns=len(closing), timeout=60
+            )
+            for ref in ready:
+                with contextlib.suppress(Exception):
+                    ray.get(ref)
+                    closed.add(closing[ref])
         for a in actors:
             ray.kill(a, no_restart=True)
-        pids_by_node: dict[str, list[int]] = {n: [] for n in nodes}
-        for info in infos:
-            if info is not None:
+        # Only an actor that did not close its pools (killed, lost, stuck) can leave containers.
+        pids_by_node: dict[str, list[int]] = {}
+        for i in busy:
+            info = infos[i]
+            if i not in closed and info is not None:
                 pids_by_node.setdefault(info["node_id"], []).append(info["pid"])
         reap = ray.remote(_reap_node)
         alive_now = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
