@@ -18,8 +18,9 @@ import ray_support
 from ray_support import Cluster, CountEnv
 
 import envkit
+from envkit._async import run_sync
 from envkit.policies import CallablePolicy
-from envkit.ray_rollout import RAY_METRIC_NODE, RAY_METRIC_PID
+from envkit.ray_rollout import RAY_METRIC_NODE, RAY_METRIC_PID, acollect_ray
 from envkit.types import TrajectoryGroup, read_jsonl
 
 pytestmark = pytest.mark.ray
@@ -82,24 +83,28 @@ def test_same_results_as_local_backend_and_both_nodes_used(
     )
 
 
+@pytest.mark.parametrize("max_retries", [0, 1])
 def test_killed_worker_gives_infra_errors_and_the_batch_goes_on(
-    cluster: Cluster, tmp_path: Path
+    cluster: Cluster, tmp_path: Path, max_retries: int
 ) -> None:
+    """SIGKILL one of the two actors while all episodes block in a step: its groups become
+    ``infra_error`` (or, with ``max_retries=1``, are played again on the other actor)."""
     seeds = list(range(8))
     block = (0, 1, 2, 3, 4, 5, 6, 7)
     result: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            result["groups"] = envkit.collect(
-                ray_support.BlockingEnv,
-                CallablePolicy(ray_support.half_right),
-                seeds=seeds,
-                group_size=2,
-                concurrency=64,  # every group in flight at once: 2 actors x 16 episode slots
-                env_kwargs={"marker_dir": str(tmp_path), "block_seeds": block},
-                progress=False,
-                backend="ray",
+            result["groups"] = run_sync(
+                acollect_ray(
+                    ray_support.BlockingEnv,
+                    CallablePolicy(ray_support.half_right),
+                    seeds=seeds,
+                    group_size=2,
+                    concurrency=64,  # every group in flight at once: 2 actors x 16 episode slots
+                    env_kwargs={"marker_dir": str(tmp_path), "block_seeds": block},
+                    max_retries=max_retries,
+                )
             )
         except BaseException as e:  # surfaced by the assert below
             result["error"] = e
@@ -123,12 +128,15 @@ def test_killed_worker_gives_infra_errors_and_the_batch_goes_on(
     trajs = [t for g in groups for t in g]
     lost = [t for t in trajs if t.outcome == "infra_error"]
     fine = [t for t in trajs if t.outcome != "infra_error"]
+    assert {t.outcome for t in fine} <= {"ok", "truncated"}
+    if max_retries:
+        assert lost == [] and all(t.metrics[RAY_METRIC_PID] != victim for t in trajs)
+        return
     assert lost and fine
     assert all(t.metrics[RAY_METRIC_PID] == victim for t in lost)
     assert all(t.metrics[RAY_METRIC_PID] != victim for t in fine)
     assert all(t.reward is None and "Ray worker" in (t.error or "") for t in lost)
     assert all("ActorDiedError" in (t.error or "") or "RayActorError" in t.error for t in lost)
-    assert {t.outcome for t in fine} <= {"ok", "truncated"}
 
 
 @pytest.mark.docker
