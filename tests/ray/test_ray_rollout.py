@@ -222,10 +222,14 @@ def test_unpicklable_policy_is_refused(cluster: Cluster) -> None:
 def test_policy_with_a_torch_model_is_refused(cluster: Cluster) -> None:
     import torch
 
+    from envkit.policies import HFPolicy
+
     policy = CallablePolicy(lambda messages, tools: "0")
     policy.model = torch.nn.Linear(2, 2)  # type: ignore[attr-defined]
-    with pytest.raises(TypeError, match=r"torch model in memory.*ServerPolicy.*LiteLLMPolicy"):
-        envkit.collect(CountEnv, policy, seeds=[0], progress=False, backend="ray")
+    hf = HFPolicy.from_pretrained("tiny-random", device="cpu")
+    for p in (policy, hf):
+        with pytest.raises(TypeError, match=r"torch model in memory.*ServerPolicy.*LiteLLMPolicy"):
+            envkit.collect(CountEnv, p, seeds=[0], progress=False, backend="ray")
 
 
 def test_bad_inputs(cluster: Cluster) -> None:
