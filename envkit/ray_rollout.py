@@ -48,6 +48,8 @@ RAY_METRIC_NODE = "ray_node_id"
 RAY_METRIC_PID = "ray_worker_pid"
 """The ``Trajectory.metrics`` key holding the pid of the actor process that played it."""
 
+_START_TIMEOUT_S = 300.0
+"""Seconds an actor may take to start (a fresh worker process, its runtime_env)."""
 _FORWARD_PREFIXES = ("ENVKIT_", "LITELLM_", "HF_", "OPENAI_")
 _FORWARD_SUFFIXES = ("_API_KEY", "_API_BASE", "_BASE_URL")
 _FORWARD_NAMES = ("TOKENIZERS_PARALLELISM", "PYTHONHASHSEED")
@@ -325,10 +327,11 @@ async def astream_ray(
     lost = _lost_work_errors(ray)
     infos: list[dict[str, Any] | None] = []
     start_errors: list[str] = []
-    for ref in [a.info.remote() for a in actors]:
-        try:
-            infos.append(await asyncio.to_thread(ray.get, ref))
-        except lost as e:
+    for i, ref in enumerate([a.info.remote() for a in actors]):
+        try:  # a node whose worker cannot start in time (runtime_env set-up...) is left out
+            infos.append(await asyncio.to_thread(ray.get, ref, timeout=_START_TIMEOUT_S))
+        except (*lost, ray.exceptions.GetTimeoutError) as e:
+            ray.kill(actors[i], no_restart=True)
             infos.append(None)
             start_errors.append(f"{type(e).__name__}: {e}")
     live = [i for i, info in enumerate(infos) if info is not None]
