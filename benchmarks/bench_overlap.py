@@ -58,7 +58,9 @@ def slow_env(**kwargs: Any) -> Any:
     return SandboxedWaitEnv(**kwargs)
 
 
-def run(model: str, steps: int, staleness: int, out: Path, eval_n: int) -> dict[str, Any]:
+def run(
+    model: str, steps: int, staleness: int, out: Path, eval_n: int, threads: int | None
+) -> dict[str, Any]:
     from envkit.trainers import GRPOConfig, GRPOTrainer
     from envkit.trainers.run_dir import RunDir
 
@@ -77,6 +79,7 @@ def run(model: str, steps: int, staleness: int, out: Path, eval_n: int) -> dict[
         seed=0,
         max_staleness=staleness,
         eval_episodes=eval_n,
+        torch_threads=threads,
     )
     with GRPOTrainer(model, slow_env, config=config) as trainer:
         t0 = time.perf_counter()
@@ -112,18 +115,27 @@ def main() -> None:
     parser.add_argument("--tool-wait", type=float, default=TOOL_WAIT)
     parser.add_argument("--eval-episodes", type=int, default=32)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch CPU threads of both runs (default: torch's choice; with overlap, sampling "
+        "and training then compete for the same cores)",
+    )
     args = parser.parse_args()
     TOOL_WAIT = args.tool_wait
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-overlap-"))
     results = {}
     for name, staleness in (("synchronous", 0), ("overlapped", 1)):
-        results[name] = run(args.model, args.steps, staleness, out / name, args.eval_episodes)
+        results[name] = run(
+            args.model, args.steps, staleness, out / name, args.eval_episodes, args.torch_threads
+        )
         print(name, json.dumps(results[name]), flush=True)
     sync, over = results["synchronous"], results["overlapped"]
     ratio = over["steps_per_min"] / sync["steps_per_min"]
     print(
         f"\nmodel {args.model}, {args.steps} steps of 2 tasks x 8 episodes, every env step waits "
-        f"{args.tool_wait:g} s on a sandboxed tool\n"
+        f"{args.tool_wait:g} s on a sandboxed tool, torch threads {args.torch_threads or 'auto'}\n"
         f"synchronous:  {sync['steps_per_min']:.2f} steps/min, train reward (last 3 steps) "
         f"{sync['train_reward_last3']:.3f}, held-out {sync['held_out_reward']:.3f} "
         f"(n={sync['held_out_n']})\n"
