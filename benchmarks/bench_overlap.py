@@ -30,7 +30,7 @@ from typing import Any
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 EK: dict[str, Any] = {"operators": "+*", "min_operand": 0, "max_operand": 9, "max_turns": 1}
-TOOL_WAIT = 8.0
+TOOL_WAIT = 12.0
 
 
 def slow_env(**kwargs: Any) -> Any:
@@ -39,6 +39,7 @@ def slow_env(**kwargs: Any) -> Any:
     from envkit.sandbox.local_sandbox import LocalSandbox
 
     class SandboxedWaitEnv(ArithmeticEnv):
+        step_in_thread = True  # ArithmeticEnv answers on the loop; this step blocks on a tool
         _sandbox: Any = None
 
         def step(self, action: Any) -> Any:
