@@ -39,6 +39,19 @@ def comparable(groups: list[TrajectoryGroup]) -> list[Any]:
     return out
 
 
+def worker_containers(client: Any) -> list[Any]:
+    """This run's sandbox containers made by other processes than this one (the Ray workers).
+
+    Sandboxes of this test process itself (process-wide pools of earlier tests in the same
+    session, closed at session end) are not the workers' and are left out.
+    """
+    run = os.environ["ENVKIT_SANDBOX_RUN_ID"]
+    found = client.containers.list(
+        all=True, filters={"label": ["envkit.sandbox", f"envkit.run_id={run}"]}
+    )
+    return [c for c in found if c.labels.get("envkit.owner_pid") != str(os.getpid())]
+
+
 def node_ids() -> set[str]:
     import ray
 
@@ -158,11 +171,7 @@ def test_sandboxed_env_on_both_nodes_leaves_no_container(cluster: Cluster) -> No
     assert len(tool_outputs) == len(trajs)
     assert all(o.startswith("exit code 0") and int(o.split()[-1]) >= 1 for o in tool_outputs)
     assert {t.metrics[RAY_METRIC_NODE] for t in trajs} == node_ids()
-    client = docker.from_env()
-    run = os.environ["ENVKIT_SANDBOX_RUN_ID"]
-    left = client.containers.list(
-        all=True, filters={"label": ["envkit.sandbox", f"envkit.run_id={run}"]}
-    )
+    left = worker_containers(docker.from_env())
     assert left == [], [c.name for c in left]
 
 
@@ -206,9 +215,7 @@ def test_killed_worker_containers_are_reaped(cluster: Cluster, tmp_path: Path) -
     assert not thread.is_alive()
     trajs = [t for g in result["groups"] for t in g]
     assert {t.outcome for t in trajs} == {"ok", "infra_error"}
-    left = client.containers.list(
-        all=True, filters={"label": ["envkit.sandbox", f"envkit.run_id={run_id}"]}
-    )
+    left = worker_containers(client)
     assert left == [], [c.name for c in left]
 
 
