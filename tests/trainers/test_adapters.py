@@ -5,29 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from adapter_support import save_random_adapter
 from rich.console import Console
 
 from envkit.trainers.adapters import adapter_dir, adapter_name, evaluate_adapters, print_comparison
 
 ENV_KWARGS = {"operators": "+", "max_turns": 1}
 SEEDS = [0, 1, 2]
-
-
-def _save_random_adapter(path: Path, seed: int) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from envkit.models import load_model
-
-    base, _ = load_model("tiny-random")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        peft_model = get_peft_model(
-            base,
-            LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False),
-        )
-    peft_model.save_pretrained(str(path))
-    return path
 
 
 def _greedy_texts(model: object, tok: object) -> list[str]:
@@ -46,8 +30,8 @@ def test_adapters_side_by_side_match_single_loads(tmp_path: Path) -> None:
 
     from envkit.models import load_model
 
-    a = _save_random_adapter(tmp_path / "run-a" / "adapter", 1)
-    b = _save_random_adapter(tmp_path / "b", 2)
+    a = save_random_adapter(tmp_path / "run-a" / "adapter", 1)
+    b = save_random_adapter(tmp_path / "b", 2)
     results = evaluate_adapters(
         "tiny-random",
         "Arithmetic-v0",
