@@ -26,9 +26,15 @@ top-k/top-p. vLLM returns the model's raw ones by default (temperature 1); start
 same values. See docs/serving.md.
 
 Requests that fail to connect or get a 5xx answer are retried with backoff; then
-``ServerError`` names the URL. ``seed`` makes sampling reproducible: request ``i`` of the policy
-is sent with seed ``seed * 1_000_003 + i`` (one shared seed would give a GRPO group identical
-samples).
+``ServerError`` names the URL. ``load_adapter`` is not idempotent, so it is never retried
+blindly: before a retry it asks ``GET /v1/models`` whether the earlier attempt loaded the adapter
+after all, and an "already loaded" refusal of a retry counts as success.
+
+``seed`` makes sampling reproducible: request ``i`` of the policy is sent with seed
+``seed * 1_000_003 + i`` (one shared seed would give a GRPO group identical samples). Copies of
+one policy that sample at the same time (the Ray backend's actors each unpickle one) must not
+send the same seeds: ``set_seed_stream(...)`` gives a copy its own stream, derived from ``seed``
+and the stream's parts (the Ray backend passes the actor index and the collect number).
 
 Example:
     >>> policy = ServerPolicy("http://127.0.0.1:8000", "tiny-random", max_new_tokens=32)
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import itertools
 import json
 import threading
@@ -142,6 +149,7 @@ class ServerPolicy(BasePolicy):
             self.stop_token_ids = stop_token_ids(None, self.tokenizer)
         self._active: str | None = None
         self._adapters: list[str] = []
+        self._stream: tuple[int, ...] = ()
         self._counter = itertools.count()
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -178,15 +186,22 @@ class ServerPolicy(BasePolicy):
         """Has the server load the peft adapter at ``path`` under ``name`` (not activated).
 
         ``path`` must be readable by the server (same machine or shared storage); it is sent
-        resolved to an absolute path.
+        resolved to an absolute path. Loading is not idempotent: an attempt whose answer was lost
+        (timeout, dropped connection, 5xx) may have loaded the adapter, so before a retry the
+        server's ``GET /v1/models`` is checked for ``name``, and an "already loaded" refusal of a
+        retry counts as success.
 
         Raises:
             ServerError: the server refused (bad path, name taken, LoRA not enabled...).
         """
-        self._call(
-            "/v1/load_lora_adapter",
-            {"lora_name": name, "lora_path": str(Path(path).expanduser().resolve())},
-        )
+        body = {"lora_name": name, "lora_path": str(Path(path).expanduser().resolve())}
+
+        def loaded_by_earlier_attempt(error: ServerError | None) -> bool:
+            if error is not None:  # a retry's refusal: did the lost attempt load it?
+                return error.status == 400 and "already" in str(error).lower()
+            return name in self._served_models()
+
+        self._call("/v1/load_lora_adapter", body, done_before_retry=loaded_by_earlier_attempt)
         with self._lock:
             if name not in self._adapters:
                 self._adapters.append(name)
@@ -226,10 +241,34 @@ class ServerPolicy(BasePolicy):
         ]
         return list(await asyncio.gather(*calls))
 
+    def set_seed_stream(self, *parts: int) -> None:
+        """Gives this copy its own seeds: request ``i`` gets a seed derived from ``seed``,
+        ``parts`` and ``i`` (no parts: the default ``seed * 1_000_003 + i``).
+
+        The Ray backend calls it on each actor's copy with ``(actor index, collect number)``, so
+        copies sampling at once never send the same seed and the seeds stay deterministic in
+        ``seed``.
+
+        >>> a, b = ServerPolicy("http://h:1", "m", seed=7), ServerPolicy("http://h:1", "m", seed=7)
+        >>> a.set_seed_stream(0, 0); b.set_seed_stream(1, 0)
+        >>> a._next_seed() != b._next_seed()
+        True
+        """
+        if not all(isinstance(p, int) and p >= 0 for p in parts):
+            raise ValueError(f"seed stream parts must be ints >= 0, got {parts!r}")
+        with self._lock:
+            self._stream = tuple(parts)
+            self._counter = itertools.count()
+
     def _next_seed(self) -> int | None:
         if self.seed is None:
             return None
-        return (self.seed * 1_000_003 + next(self._counter)) % (2**31)
+        with self._lock:
+            i = next(self._counter)
+        if not self._stream:
+            return (self.seed * 1_000_003 + i) % (2**31)
+        key = "/".join(str(p) for p in (self.seed, *self._stream, i)).encode()
+        return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") % (2**31)
 
     def _sampling(self, model: str, seed: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -325,17 +364,45 @@ class ServerPolicy(BasePolicy):
 
     # ------------------------------------------------------------------ HTTP
 
-    def _call(self, path: str, body: dict[str, Any]) -> Any:
-        """POSTs ``body``; returns the JSON (or text) answer. Retries connection errors and 5xx."""
-        url = self.base_url + path
+    def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def _served_models(self) -> set[str]:
+        """The model and adapter names ``GET /v1/models`` lists (empty when it cannot tell)."""
+        req = urllib.request.Request(self.base_url + "/v1/models", headers=self._headers())
+        try:
+            with urllib.request.urlopen(req, timeout=min(self.timeout_s, 30.0)) as response:
+                answer = _decode(response.read())
+        except (urllib.error.URLError, OSError):
+            return set()
+        data = answer.get("data") if isinstance(answer, dict) else None
+        return {str(m.get("id")) for m in data or [] if isinstance(m, dict)}
+
+    def _call(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        done_before_retry: Any = None,
+    ) -> Any:
+        """POSTs ``body``; returns the JSON (or text) answer. Retries connection errors and 5xx.
+
+        ``done_before_retry(error)`` (a non-idempotent call): called with ``None`` before each
+        retry, and with a retry's 4xx ``ServerError``; when it returns True an earlier attempt's
+        effect is in place, and the call returns ``None`` instead of repeating or failing.
+        """
+        url = self.base_url + path
+        headers = self._headers()
         data = json.dumps(body).encode()
         problem, status = "", None
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)))
+                if done_before_retry is not None and done_before_retry(None):
+                    return None
             req = urllib.request.Request(url, data=data, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
@@ -343,9 +410,12 @@ class ServerPolicy(BasePolicy):
             except urllib.error.HTTPError as e:
                 message = _error_message(e.read())
                 if e.code < 500:
-                    raise ServerError(
+                    error = ServerError(
                         f"{url} answered HTTP {e.code}: {message}", url=url, status=e.code
-                    ) from None
+                    )
+                    if attempt and done_before_retry is not None and done_before_retry(error):
+                        return None
+                    raise error from None
                 problem, status = f"HTTP {e.code}: {message}", e.code
             except (urllib.error.URLError, OSError) as e:
                 reason = getattr(e, "reason", e)
