@@ -14,11 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import os as _os
-
-# litellm fetches a price map from the internet when imported unless told not to.
-_os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
 from envkit.env import ChatEnv, Feedback, Task
 from envkit.errors import EnvkitError, EpisodeOverError, InfraError, InvalidActionError
 from envkit.registration import (

@@ -37,8 +37,9 @@ def resolve_api_key(model: str, api_base: str | None, api_key: str | None) -> st
         return api_key
     if not api_base:
         return None
-    import litellm
+    from envkit._litellm import import_litellm
 
+    litellm = import_litellm()
     try:
         found = litellm.validate_environment(model=model, api_base=api_base)
     except Exception:  # a model string litellm cannot map: a placeholder cannot hurt

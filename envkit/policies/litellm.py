@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
-import os
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,12 +135,9 @@ class LiteLLMPolicy(BasePolicy):
 
 
 def _litellm() -> Any:
-    # Without this, importing litellm fetches a price map from the internet.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    from envkit._litellm import import_litellm  # no price-map fetch on import
 
-    litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner per failed call
-    return litellm
+    return import_litellm()
 
 
 @functools.cache

@@ -15,7 +15,6 @@ answer) is counted in that group's ``JudgeStats`` and checked against one budget
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import threading
 import time
@@ -92,11 +91,9 @@ class CallResult:
 
 
 def _litellm() -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    from envkit._litellm import import_litellm  # no price-map fetch on import
 
-    litellm.suppress_debug_info = True  # no "Give Feedback" banner on every retried error
-    return litellm
+    return import_litellm()
 
 
 _RETRYABLE_NAMES = {
