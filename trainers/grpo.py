@@ -501,8 +501,10 @@ def _reward_spec(reward: Any) -> Any:
     """How run.json records the reward: None, a registered name, {"judge": model} or a repr."""
     if reward is None or isinstance(reward, str):
         return reward
-    if type(reward).__name__ == "RulerJudge":
-        return {"judge": getattr(reward, "model", None)}
+    from envkit.rewards.judge import RulerJudge  # litellm is imported only when it judges
+
+    if isinstance(reward, RulerJudge):
+        return {"judge": reward.model}
     return {"repr": getattr(reward, "__name__", None) or repr(reward)}
 
 

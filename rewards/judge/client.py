@@ -96,14 +96,15 @@ def _litellm() -> Any:
     return import_litellm()
 
 
-_RETRYABLE_NAMES = {
-    "APIConnectionError",
-    "APITimeoutError",
-    "InternalServerError",
-    "RateLimitError",
-    "ServiceUnavailableError",
-    "Timeout",
-}
+def _retryable_litellm_errors() -> tuple[type[BaseException], ...]:
+    litellm = _litellm()
+    return (
+        litellm.APIConnectionError,
+        litellm.Timeout,
+        litellm.InternalServerError,
+        litellm.RateLimitError,
+        litellm.ServiceUnavailableError,
+    )
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -113,7 +114,7 @@ def is_retryable(error: BaseException) -> bool:
     status = getattr(error, "status_code", None)
     if isinstance(status, int):
         return status in (408, 409, 425, 429) or status >= 500
-    return type(error).__name__ in _RETRYABLE_NAMES
+    return isinstance(error, _retryable_litellm_errors())
 
 
 def _retry_after(error: BaseException) -> float | None:

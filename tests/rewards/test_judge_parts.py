@@ -221,6 +221,16 @@ def test_retry_policy(error: Exception, retry: bool) -> None:
     assert is_retryable(error) is retry
 
 
+def test_retryable_litellm_errors_are_recognised_by_type_not_name() -> None:
+    import litellm
+
+    timeout = litellm.Timeout("slow", model="m", llm_provider="openai")
+    timeout.status_code = None  # the type alone decides (the status check comes first)
+    assert is_retryable(timeout)
+    Timeout = type("Timeout", (Exception,), {})  # an unrelated class of the same name
+    assert not is_retryable(Timeout("not litellm's"))
+
+
 def test_a_judge_without_any_rubric_is_refused_early() -> None:
     with pytest.raises(ValueError, match="needs a rubric"):
         RulerJudge("openai/x", default_rubric=False)
