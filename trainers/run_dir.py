@@ -6,7 +6,8 @@ Layout::
       run.json                 env id, model, reward, envkit version (what was trained on what)
       config.yaml              the full GRPOConfig
       metrics.jsonl            one JSON object per optimizer step (and per evaluation)
-      trajectories/step-000001.jsonl   the step's TrajectoryGroups
+      trajectories/step-000001.jsonl   the step's TrajectoryGroups (step-000001.rank1.jsonl: the
+                                       groups process 1 played in a multi-process run)
       reward_curve.png         redrawn as the run goes and by ``envkit report``
       checkpoints/checkpoint-N/        resumable: adapter (peft), optimizer, scheduler, RNG, step
       adapter/                 the final LoRA adapter (peft format)
@@ -33,10 +34,67 @@ from typing import Any
 
 from envkit.types import TrajectoryGroup, write_jsonl
 
-__all__ = ["COMPLETE_MARKER", "RunDir"]
+__all__ = [
+    "COMPLETE_MARKER",
+    "RunDir",
+    "parse_trajectory_file_name",
+    "trajectory_file_name",
+    "trajectory_files",
+]
 
 COMPLETE_MARKER = "envkit_checkpoint.json"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+_STEP_FILE_RE = re.compile(r"^step-(\d+)(?:\.rank(\d+))?\.jsonl$")
+
+
+def trajectory_file_name(step: int, rank: int = 0) -> str:
+    """The name of the trajectories file of ``step`` played by process ``rank``.
+
+    Example:
+        >>> trajectory_file_name(7), trajectory_file_name(7, rank=1)
+        ('step-000007.jsonl', 'step-000007.rank1.jsonl')
+    """
+    if step < 0 or rank < 0:
+        raise ValueError(f"step and rank must be >= 0, got step={step}, rank={rank}")
+    suffix = f".rank{rank}" if rank else ""
+    return f"step-{step:06d}{suffix}.jsonl"
+
+
+def parse_trajectory_file_name(name: str) -> tuple[int, int] | None:
+    """``(step, rank)`` of a name ``trajectory_file_name`` wrote, ``None`` for any other name.
+
+    Example:
+        >>> parse_trajectory_file_name("step-000007.rank1.jsonl")
+        (7, 1)
+        >>> parse_trajectory_file_name("step-000007.jsonl.tmp") is None
+        True
+    """
+    m = _STEP_FILE_RE.match(name)
+    return (int(m.group(1)), int(m.group(2) or 0)) if m else None
+
+
+def trajectory_files(
+    folder: str | Path, steps: tuple[int | None, int | None] = (None, None)
+) -> list[tuple[int, int, Path]]:
+    """The trajectories files in ``folder`` as sorted ``(step, rank, path)``.
+
+    Args:
+        folder: A run's ``trajectories/`` folder (a missing folder has none).
+        steps: Only steps in ``[lo, hi]``; ``None`` leaves that side open.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    lo, hi = steps
+    found = []
+    for p in folder.iterdir():
+        parsed = parse_trajectory_file_name(p.name)
+        if parsed is None:
+            continue
+        step, rank = parsed
+        if (lo is None or step >= lo) and (hi is None or step <= hi):
+            found.append((step, rank, p))
+    return sorted(found)
 
 
 def _clean(value: Any) -> Any:
@@ -118,8 +176,14 @@ class RunDir:
         return rows
 
     def trajectories_path(self, step: int, rank: int = 0) -> Path:
-        suffix = f".rank{rank}" if rank else ""
-        return self.trajectories_dir / f"step-{step:06d}{suffix}.jsonl"
+        """Where ``write_trajectories`` puts ``step``'s groups of process ``rank``."""
+        return self.trajectories_dir / trajectory_file_name(step, rank)
+
+    def trajectory_files(
+        self, steps: tuple[int | None, int | None] = (None, None)
+    ) -> list[tuple[int, int, Path]]:
+        """This run's trajectories files, sorted ``(step, rank, path)`` (``trajectory_files``)."""
+        return trajectory_files(self.trajectories_dir, steps)
 
     def write_trajectories(
         self, step: int, groups: Sequence[TrajectoryGroup], rank: int = 0
@@ -158,11 +222,8 @@ class RunDir:
         rows = [r for r in self.read_metrics() if int(r.get("step", 0)) <= step]
         if self.metrics_path.exists():
             _atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
-        if self.trajectories_dir.is_dir():
-            for p in self.trajectories_dir.glob("step-*.jsonl"):
-                m = re.match(r"step-(\d+)", p.name)
-                if m and int(m.group(1)) > step:
-                    p.unlink()
+        for _, _, p in self.trajectory_files((step + 1, None)):
+            p.unlink()
         if self.checkpoints_dir.is_dir():
             for p in self.checkpoints_dir.iterdir():
                 m = _CKPT_RE.match(p.name)

@@ -85,11 +85,9 @@ def view_command(
 
     step_range = parse_steps(steps)
     target = out if out is not None else default_output(source)
-    files = (
-        sorted((source / "trajectories").glob("step-*.jsonl"))
-        if source.is_dir() and (source / "trajectories").is_dir()
-        else [source]
-    )
+    from envkit.trainers.run_dir import RunDir
+
+    files = RunDir(source).trajectory_files(step_range) if source.is_dir() else [source]
     with Progress(
         TextColumn("[bold]reading[/bold] {task.description}"),
         BarColumn(),

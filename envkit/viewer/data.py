@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -41,7 +40,6 @@ from envkit.types import Trajectory, TrajectoryGroup
 
 __all__ = ["ViewData", "ViewerError", "load_view"]
 
-_STEP_FILE = re.compile(r"^step-(\d+)(?:\.rank(\d+))?\.jsonl$")
 DEFAULT_MAX_MESSAGE_CHARS = 20_000
 """Messages longer than this are cut in the page (the file on disk keeps every character)."""
 
@@ -205,18 +203,9 @@ def _parse_groups(path: Path, warnings: list[str]) -> list[TrajectoryGroup]:
 
 
 def _step_files(run: Path, steps: tuple[int | None, int | None]) -> list[tuple[int, int, Path]]:
-    found = []
-    folder = run / "trajectories"
-    if folder.is_dir():
-        for p in folder.iterdir():
-            m = _STEP_FILE.match(p.name)
-            if not m:
-                continue
-            step, rank = int(m.group(1)), int(m.group(2) or 0)
-            lo, hi = steps
-            if (lo is None or step >= lo) and (hi is None or step <= hi):
-                found.append((step, rank, p))
-    return sorted(found)
+    from envkit.trainers.run_dir import RunDir
+
+    return RunDir(run).trajectory_files(steps)
 
 
 def load_view(

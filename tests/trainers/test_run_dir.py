@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from envkit.trainers.report import plot_run, print_summary, summarize_run
-from envkit.trainers.run_dir import COMPLETE_MARKER, RunDir
+from envkit.trainers.run_dir import (
+    COMPLETE_MARKER,
+    RunDir,
+    parse_trajectory_file_name,
+    trajectory_file_name,
+)
 from envkit.types import Trajectory, TrajectoryGroup
 
 
@@ -58,6 +65,39 @@ def test_rewind_and_complete_checkpoints(tmp_path) -> None:
         json.loads((run.checkpoints_dir / "checkpoint-2" / COMPLETE_MARKER).read_text())["step"]
         == 2
     )
+
+
+def test_trajectory_file_names_have_one_writer_and_one_reader(tmp_path) -> None:
+    from envkit.viewer import load_view
+
+    run = RunDir(tmp_path / "run")
+    for step in (1, 2, 12):
+        for rank in (0, 1, 10):
+            group = TrajectoryGroup(env_id="e", seed=100 * step + rank, trajectories=[])
+            group.trajectories.append(Trajectory(env_id="e"))
+            path = run.write_trajectories(step, [group], rank)
+            assert parse_trajectory_file_name(path.name) == (step, rank)
+    assert trajectory_file_name(12, 10) == "step-000012.rank10.jsonl"
+    strays = ["step-000003.jsonl.tmp1", "notes.jsonl", "step-x.jsonl", "step-000004.rank.jsonl"]
+    for stray in strays:
+        (run.trajectories_dir / stray).write_text("{}\n")
+    assert [(s, r) for s, r, _ in run.trajectory_files((2, None))] == [
+        (2, 0),
+        (2, 1),
+        (2, 10),
+        (12, 0),
+        (12, 1),
+        (12, 10),
+    ]
+    # The viewer reads exactly what the trainer wrote (and only that).
+    view = load_view(run.path, steps=(2, 2))
+    assert sorted(g["seed"] for g in view.groups) == [200, 201, 210]
+    run.rewind(1)
+    left = sorted(p.name for p in run.trajectories_dir.iterdir())
+    kept = ["step-000001.jsonl", "step-000001.rank1.jsonl", "step-000001.rank10.jsonl"]
+    assert left == sorted([*kept, *strays])
+    with pytest.raises(ValueError, match="step and rank must be >= 0"):
+        trajectory_file_name(-1)
 
 
 def test_summary_and_plot(tmp_path) -> None:
