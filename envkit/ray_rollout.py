@@ -2,7 +2,8 @@
 
 One Ray actor per node (``workers_per_node`` to have more) owns that node's env instances and,
 through them, its own process-wide ``SandboxPool``; it plays whole groups with the local async
-engine (``envkit.rollout._Runner``), so an episode behaves exactly as with ``backend="local"``.
+engine (``envkit.episode_runner.EpisodeRunner``), so an episode behaves exactly as with
+``backend="local"``.
 The driver hands out groups to the least busy actor and collects them as they
 finish (``astream_ray`` yields them in that order; ``acollect`` returns them in seed order).
 
@@ -187,12 +188,13 @@ class _Worker:
         return {"node_id": self.node_id, "pid": self.pid, "host": socket.gethostname()}
 
     async def play(self, seed: int | None, indices: list[int]) -> list[Trajectory]:
-        from envkit.rollout import EnvPool, _Runner
+        from envkit.env_pool import EnvPool
+        from envkit.episode_runner import EpisodeRunner
 
         if self._runner is None:
             env, env_kwargs, policy, options, episode_timeout, concurrency = self._args
             pool = EnvPool(env, concurrency, env_kwargs)
-            self._runner = _Runner(pool, policy, options, episode_timeout)
+            self._runner = EpisodeRunner(pool, policy, options, episode_timeout)
             # At most ``concurrency`` episodes hold an env: one never waits on the pool's queue
             # (a broken env's slot frees no queue entry), as in the local engine's workers.
             self._slots = asyncio.Semaphore(concurrency)
@@ -294,7 +296,7 @@ async def astream_ray(
         env_vars: More environment variables for the workers (see ``forwarded_env_vars``).
     """
     ray = import_ray()
-    from envkit.rollout import EnvPool
+    from envkit.env_pool import EnvPool
     from envkit.sandbox import reaper
 
     if workers_per_node < 1:
@@ -450,11 +452,11 @@ async def acollect_ray(
     ``ray_options`` go to ``astream_ray`` (``workers_per_node``, ``max_retries``,
     ``env_vars``).
     """
-    from envkit.rollout import _Progress
+    from envkit.progress import RolloutProgress
 
     seeds = list(seeds)
     out: list[TrajectoryGroup | None] = [None] * len(seeds)
-    bar = _Progress(progress, len(seeds) * group_size, f"{env} on Ray")
+    bar = RolloutProgress(progress, len(seeds) * group_size, f"{env} on Ray")
     out_path = Path(jsonl_path) if jsonl_path is not None else None
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -474,3 +475,29 @@ def test_scripted_policy_needs_turns() -> None:
         ScriptedPolicy([])
     with pytest.raises(TypeError, match="needs a callable"):
         CallablePolicy("not callable")  # type: ignore[arg-type]
+
+
+def test_rollout_and_ray_rollout_do_not_import_each_other() -> None:
+    """Only ``envkit.rollout`` imports the Ray backend (lazily); the backend imports the shared
+    engine modules, never ``envkit.rollout``."""
+    import ast
+
+    import envkit.env_pool
+    import envkit.ray_rollout
+    import envkit.rollout
+
+    def imported(module: Any) -> set[str]:
+        tree = ast.parse(Path(module.__file__).read_text())
+        names: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        return names
+
+    assert "envkit.rollout" not in imported(envkit.ray_rollout)
+    assert "envkit.ray_rollout" in imported(envkit.rollout)
+    for shared in ("envkit.env_pool", "envkit.episode_runner", "envkit.progress"):
+        assert "envkit.rollout" not in imported(importlib.import_module(shared)), shared
+    assert envkit.rollout.EnvPool is envkit.env_pool.EnvPool  # the old import path still works

@@ -1,0 +1,175 @@
+"""The episode engine of both rollout backends: plays one episode of a ``ChatEnv``.
+
+``EpisodeRunner.episode`` resets an env from an ``EnvPool``, alternates policy calls and env
+steps until the episode ends, and records everything on a ``Trajectory``; a failure is recorded
+there (``outcome``, ``error``), never raised. ``envkit.rollout`` (in this process) and
+``envkit.ray_rollout`` (on Ray workers) both run their episodes through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from envkit.env import ChatEnv
+from envkit.env_pool import EnvPool
+from envkit.errors import InfraError
+from envkit.policies.base import Policy
+from envkit.types import Completion, GenerationRequest, Message, Trajectory, Usage
+
+__all__ = ["EpisodeRunner"]
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _jsonable(value: Any) -> Any:
+    """Converts info values to plain JSON (numpy scalars, tuples...); unknown objects to str."""
+    if type(value) is dict and all(
+        type(k) is str and type(v) in _SCALARS for k, v in value.items()
+    ):
+        return dict(value)  # the common case: a flat dict of JSON scalars, no round trip
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist") and callable(o.tolist):  # numpy arrays and scalars, torch tensors
+        return o.tolist()
+    if hasattr(o, "item") and callable(o.item):
+        return o.item()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o, key=str)
+    return repr(o)
+
+
+class EpisodeRunner:
+    """Plays episodes on envs from ``pool`` against ``policy`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        pool: EnvPool,
+        policy: Policy,
+        options: dict[str, Any] | None,
+        episode_timeout: float | None,
+    ) -> None:
+        self.pool = pool
+        self.policy = policy
+        self.options = options
+        self.episode_timeout = episode_timeout
+
+    async def episode(self, seed: int | None, group_index: int) -> Trajectory:
+        traj = Trajectory(env_id=self.pool.env_id, seed=seed, group_index=group_index)
+        start = time.perf_counter()
+        try:
+            env = await self.pool.acquire()
+        except Exception as e:
+            traj.outcome, traj.error = _classify(e, "making the env")
+            traj.timings.total_s = time.perf_counter() - start
+            return traj
+        broken = True
+        try:
+            await asyncio.wait_for(self._play(env, traj), self.episode_timeout)
+            broken = traj.failed
+        except asyncio.TimeoutError:
+            traj.outcome = "timeout"
+            traj.error = (
+                f"the episode did not finish within episode_timeout={self.episode_timeout} s"
+            )
+        except Exception as e:  # e.g. a step result of the wrong shape: this episode failed
+            traj.outcome, traj.error = _classify(e, "handling the env's output")
+        finally:
+            self.pool.release(env, broken=broken)
+            traj.timings.total_s = time.perf_counter() - start
+        if not traj.failed:
+            traj.reward = math.fsum(traj.step_rewards)
+        return traj
+
+    async def _play(self, env: ChatEnv, traj: Trajectory) -> None:
+        t = time.perf_counter()
+        try:
+            obs, info = await env.areset(seed=traj.seed, options=self.options)
+        except Exception as e:
+            traj.outcome, traj.error = _classify(e, "env.reset")
+            return
+        finally:
+            traj.timings.env_s += time.perf_counter() - t
+        traj.task_id = env.task.id if env.task is not None else None
+        traj.reference = _jsonable(env.task.reference) if env.task is not None else None
+        tools = env.tool_schemas or None
+        traj.tools = tools
+        traj.messages = [Message.coerce(m) for m in obs]
+        last_obs = obs
+        counters: Counter[str] = Counter()
+        while True:
+            # model_construct: the messages are validated Message objects already.
+            request = GenerationRequest.model_construct(messages=list(traj.messages), tools=tools)
+            t = time.perf_counter()
+            try:
+                completions = await self.policy.agenerate([request])
+                completion = _single(completions)
+            except Exception as e:
+                traj.outcome, traj.error = "policy_error", _describe(e, "policy.agenerate")
+                return
+            finally:
+                traj.timings.policy_s += time.perf_counter() - t
+            traj.completions.append(completion)
+            if completion.usage is not None:
+                traj.usage = (traj.usage or Usage()) + completion.usage
+            t = time.perf_counter()
+            try:
+                obs, reward, terminated, truncated, info = await env.astep(completion.message)
+            except Exception as e:
+                traj.messages.append(completion.message)
+                traj.outcome, traj.error = _classify(e, "env.step")
+                return
+            finally:
+                traj.timings.env_s += time.perf_counter() - t
+            traj.messages = _update_messages(traj.messages, last_obs, obs)
+            last_obs = obs
+            traj.step_rewards.append(float(reward))
+            traj.info = _jsonable(info)
+            for key, value in info.items():
+                if key.startswith("tool_") and isinstance(value, int):
+                    counters[key] += value
+            if terminated or truncated:
+                traj.outcome = "ok" if terminated else "truncated"
+                traj.metrics.update({"turns": traj.num_turns, **counters})
+                return
+
+
+def _update_messages(
+    messages: list[Message], last_obs: Sequence[Any], obs: Sequence[Any]
+) -> list[Message]:
+    """``obs`` as ``Message`` objects, reusing those of the unchanged prefix of ``last_obs``.
+
+    Comparing dicts is much cheaper than validating them again, and an env that rewrites
+    earlier messages still gets them re-read.
+    """
+    n, limit = 0, min(len(last_obs), len(obs), len(messages))
+    while n < limit and obs[n] == last_obs[n]:
+        n += 1
+    return messages[:n] + [Message.coerce(m) for m in obs[n:]]
+
+
+def _single(completions: Sequence[Completion]) -> Completion:
+    if len(completions) != 1 or not isinstance(completions[0], Completion):
+        raise TypeError(
+            f"the policy returned {len(completions)} items for 1 request; agenerate must return "
+            "exactly one envkit.Completion per request"
+        )
+    return completions[0]
+
+
+def _describe(e: BaseException, where: str) -> str:
+    text = str(e) or repr(e)
+    return f"{type(e).__name__} in {where}: {text}"
+
+
+def _classify(e: BaseException, where: str) -> tuple[Any, str]:
+    if isinstance(e, InfraError):
+        return "infra_error", _describe(e, where)
+    return "env_error", _describe(e, where)
