@@ -6,6 +6,12 @@ queue, and a worker takes up to ``max_batch_size`` pending requests, left-pads t
 ``model.generate`` in a worker thread, so the event loop (env steps, tools, other episodes) keeps
 running meanwhile. Requests that arrive during a generation form the next batch.
 
+One public call does all generation: ``agenerate_ids`` (``generate_ids`` synchronously) takes
+token-id prompts (``IdsRequest``), each with its own ``SamplingParams`` and adapter name, and
+returns ``Completion``s. ``agenerate`` renders conversations and calls it; so do ``envkit serve``
+(``envkit.serving.engine``) and ``VLLMPolicy``, which only replaces the sampling backend,
+``sample_batch``. One batcher, one ``GenerationStats`` (``policy.stats``).
+
 Each ``Completion`` carries what a trainer needs: ``prompt_token_ids`` (the chat-template
 rendering of the conversation), ``token_ids`` (the sampled tokens, without padding, including
 the end-of-turn token when one was generated), ``logprobs`` and ``finish_reason``
@@ -47,44 +53,203 @@ import json
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from envkit._async import to_thread
+from envkit._async import run_sync, to_thread
 from envkit._tokens import stop_token_ids as _default_stops
 from envkit.policies.base import BasePolicy
 from envkit.toolcalls import detect_format
 from envkit.types import Completion, GenerationRequest, Message, Usage
 
-__all__ = ["BatchStats", "HFPolicy", "completion_from_tokens", "render_prompt"]
+__all__ = [
+    "BatchStats",
+    "GenerationStats",
+    "HFPolicy",
+    "IdsRequest",
+    "Sample",
+    "SamplingParams",
+    "completion_from_tokens",
+    "render_prompt",
+]
 
 _UNSET: Any = object()
 
 
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one request is sampled; checked when built (``ValueError`` names each bad field).
+
+    Attributes:
+        max_tokens: Most tokens sampled (>= 1).
+        temperature: Sampling temperature (>= 0; ``0`` decodes greedily).
+        top_p: Nucleus sampling mass in (0, 1] (``1.0``: off).
+        top_k: Keep only the ``top_k`` most likely tokens (>= 0; ``0``: off).
+        stop_token_ids: Tokens that end this request's turn, besides the policy's own stop tokens
+            (which always apply).
+        seed: Makes the request reproducible (see ``HFPolicy.agenerate_ids``); ``None``: the
+            policy's ``seed``.
+
+    Example:
+        >>> SamplingParams(max_tokens=8, temperature=0, stop_token_ids=[2]).stop_token_ids
+        (2,)
+        >>> SamplingParams(top_p=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: invalid SamplingParams: top_p must be in (0, 1], got 0
+    """
+
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    stop_token_ids: tuple[int, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = _sampling_problems(self.max_tokens, self.temperature, self.top_p, self.top_k)
+        stops = self.stop_token_ids
+        if isinstance(stops, (str, bytes)) or not isinstance(stops, Iterable):
+            problems.append(f"stop_token_ids must be a sequence of token ids, got {stops!r}")
+        else:
+            stops = tuple(stops)
+            bad = [t for t in stops if not _is_int(t) or t < 0]
+            if bad:
+                problems.append(f"stop_token_ids must be token ids (ints >= 0), got {bad[:5]}")
+            object.__setattr__(self, "stop_token_ids", stops)
+        if self.seed is not None and not _is_int(self.seed):
+            problems.append(f"seed must be an int or None, got {self.seed!r}")
+        if problems:
+            raise ValueError("invalid SamplingParams: " + "; ".join(problems))
+        object.__setattr__(self, "temperature", float(self.temperature))
+        object.__setattr__(self, "top_p", float(self.top_p))
+
+    @property
+    def batch_key(self) -> tuple[Any, ...]:
+        """What requests sampled in one batch share: every field but ``seed``."""
+        return (self.max_tokens, self.temperature, self.top_p, self.top_k, self.stop_token_ids)
+
+
+@dataclass(frozen=True)
+class IdsRequest:
+    """One prompt given as token ids, how to sample it and with which adapter.
+
+    Attributes:
+        prompt_ids: The prompt's token ids (non-empty), e.g. ``HFPolicy.render(request)``.
+        params: How to sample; ``None``: the policy's own settings (``sampling_params()``).
+        adapter: A loaded peft adapter's name; ``None``: the policy's current choice
+            (``use_adapter``; until that is called, the model as it is).
+        tools: The tool schemas the request offered: tool calls are parsed from the completion
+            only when given.
+
+    Example:
+        >>> IdsRequest([1, 2, 3], SamplingParams(max_tokens=4)).prompt_ids
+        (1, 2, 3)
+        >>> IdsRequest([1], adapter="")
+        Traceback (most recent call last):
+        ...
+        ValueError: invalid IdsRequest: adapter must be an adapter name or None, got ''
+    """
+
+    prompt_ids: Sequence[int]
+    params: SamplingParams | None = None
+    adapter: str | None = None
+    tools: Sequence[dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        ids = self.prompt_ids
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            problems.append(f"prompt_ids must be a sequence of token ids, got {type(ids).__name__}")
+        else:
+            ids = tuple(ids)
+            if not ids:
+                problems.append(
+                    "prompt_ids is empty; pass the prompt's token ids "
+                    "(HFPolicy.render(request) gives them)"
+                )
+            bad = [t for t in ids if not _is_int(t) or t < 0]
+            if bad:
+                problems.append(f"prompt_ids must be token ids (ints >= 0), got {bad[:5]}")
+            object.__setattr__(self, "prompt_ids", ids)
+        if self.params is not None and not isinstance(self.params, SamplingParams):
+            problems.append(
+                f"params must be a SamplingParams or None, got {type(self.params).__name__}"
+            )
+        if self.adapter is not None and (not isinstance(self.adapter, str) or not self.adapter):
+            problems.append(f"adapter must be an adapter name or None, got {self.adapter!r}")
+        if self.tools is not None:
+            if not all(isinstance(t, dict) for t in self.tools):
+                problems.append("tools must be a list of OpenAI tool schemas (dicts) or None")
+            object.__setattr__(self, "tools", list(self.tools) or None)
+        if problems:
+            raise ValueError("invalid IdsRequest: " + "; ".join(problems))
+
+
 @dataclass
-class BatchStats:
-    """Counts of the batches ``HFPolicy`` ran (for tests, benchmarks and tuning)."""
+class Sample:
+    """What a sampling backend (``HFPolicy.sample_batch``) returns for one prompt.
+
+    ``token_ids`` may run past the first stop token (padding of a batch); the policy cuts them.
+    ``logprobs[i]`` is the log-probability of ``token_ids[i]`` (see the module doc).
+    """
+
+    token_ids: list[int]
+    logprobs: list[float]
+
+
+@dataclass
+class GenerationStats:
+    """Counts of the batches a policy sampled (``policy.stats``; ``GET /envkit/stats``)."""
 
     batches: int = 0
-    """``model.generate`` calls."""
+    """Batches sampled (``model.generate`` or backend calls)."""
     requests: int = 0
     """Requests answered."""
     max_batch: int = 0
     """Largest batch so far."""
+    batches_by_adapter: dict[str, int] = field(default_factory=dict)
+    """Batches per adapter name (``""``: the base model, or the model as it is)."""
 
     @property
     def mean_batch(self) -> float:
+        """Requests per batch."""
         return self.requests / self.batches if self.batches else 0.0
+
+    def record(self, size: int, adapter: str | None = None) -> None:
+        """Counts one batch of ``size`` requests sampled with ``adapter``."""
+        self.batches += 1
+        self.requests += size
+        self.max_batch = max(self.max_batch, size)
+        name = adapter or ""
+        self.batches_by_adapter[name] = self.batches_by_adapter.get(name, 0) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts as JSON-ready data."""
+        return {
+            "batches": self.batches,
+            "requests": self.requests,
+            "max_batch": self.max_batch,
+            "batches_by_adapter": dict(self.batches_by_adapter),
+        }
+
+
+BatchStats = GenerationStats
+"""The name of ``GenerationStats`` before it was shared with ``envkit serve``."""
 
 
 @dataclass
 class _Pending:
-    prompt_ids: list[int]
-    tools: list[dict[str, Any]] | None
-    """The tool schemas the request offered (None: do not parse tool calls)."""
+    request: IdsRequest
+    """With ``params`` resolved (never None)."""
     future: asyncio.Future[Completion]
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        assert self.request.params is not None
+        return (self.request.adapter, self.request.params.batch_key)
 
 
 @dataclass
@@ -98,6 +263,14 @@ class _LoopState:
 class HFPolicy(BasePolicy):
     """A policy that samples from a local transformers causal LM, batching concurrent requests.
 
+    Every generation goes through one call, ``agenerate_ids`` (``generate_ids`` synchronously):
+    token-id prompts (``IdsRequest``), each with its own ``SamplingParams`` and adapter, in;
+    ``Completion``s with token ids and log-probabilities out. ``agenerate`` (episodes) renders
+    the conversations and calls it with the policy's own settings; ``envkit serve`` and
+    ``VLLMPolicy`` use it too. Concurrent calls are batched: requests that share an adapter and
+    sampling parameters (all but the seed) are sampled together by ``sample_batch``, the one
+    method a different sampling backend overrides.
+
     Args:
         model: A ``transformers`` causal LM (or a peft model wrapping one), on its device.
         tokenizer: Its tokenizer; it must have a chat template.
@@ -107,7 +280,8 @@ class HFPolicy(BasePolicy):
         top_k: Keep only the ``top_k`` most likely tokens (``0``: off).
         max_batch_size: Most requests per ``model.generate`` call.
         batch_wait_s: How long the worker waits for more requests when the queue holds fewer than
-            ``max_batch_size`` (a few milliseconds lets concurrent episodes join one batch).
+            ``max_batch_size``; it keeps waiting while newcomers arrive within ``batch_wait_s`` of
+            each other, at most ``10 * batch_wait_s`` (concurrent episodes join one batch).
         seed: Makes sampling reproducible (the batch index is mixed in; the global torch RNG is
             left untouched). ``None``: torch's global RNG.
         stop_token_ids: Tokens that end a turn; default: the tokenizer's EOS, ``<|im_end|>``
@@ -124,6 +298,15 @@ class HFPolicy(BasePolicy):
         >>> request = GenerationRequest(messages=[Message(role="user", content="hi")])
         >>> policy.generate([request])[0].finish_reason
         'length'
+        >>> ids = policy.render(request)
+        >>> greedy, sampled = policy.generate_ids(
+        ...     [
+        ...         IdsRequest(ids, SamplingParams(max_tokens=3, temperature=0)),
+        ...         IdsRequest(ids, SamplingParams(max_tokens=5, seed=7)),
+        ...     ]
+        ... )
+        >>> len(greedy.token_ids), len(sampled.token_ids) <= 5, len(sampled.logprobs) <= 5
+        (3, True, True)
     """
 
     def __init__(
@@ -175,8 +358,8 @@ class HFPolicy(BasePolicy):
             raise ValueError("no stop token: the tokenizer has no eos_token; pass stop_token_ids")
         pad = tokenizer.pad_token_id
         self.pad_token_id: int = pad if pad is not None else self.stop_token_ids[0]
-        self.stats = BatchStats()
-        self._lock = threading.Lock()  # one generate (or adapter change) at a time
+        self.stats = GenerationStats()
+        self._lock = threading.Lock()  # one batch (or adapter change) at a time
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
@@ -233,7 +416,8 @@ class HFPolicy(BasePolicy):
         """Loads a peft (LoRA) adapter from ``path`` under ``name`` (inference only).
 
         A plain model is wrapped in a ``peft.PeftModel`` (peft injects the adapter layers into
-        the base model in place). Loading does not activate it: call ``use_adapter(name)``.
+        the base model in place). Loading does not activate it: call ``use_adapter(name)`` or
+        name it in ``IdsRequest.adapter``. Runs between batches.
 
         Raises:
             ValueError: ``path`` is not a peft adapter directory, or ``name`` is taken.
@@ -257,11 +441,34 @@ class HFPolicy(BasePolicy):
                 )
             self.model.eval()
 
+    def unload_adapter(self, name: str) -> None:
+        """Deletes adapter ``name`` from the model, between batches.
+
+        Deleting the last adapter unwraps the peft model (peft removes its layers). When ``name``
+        was the ``use_adapter`` choice, requests without an adapter use the base model again.
+
+        Raises:
+            ValueError: no adapter of that name is loaded.
+        """
+        with self._lock:
+            if name not in self.adapters:
+                raise ValueError(f"no adapter named {name!r}; loaded: {self.adapters or 'none'}")
+            if self._adapter == name:
+                self._adapter = None
+            others = [a for a in self.adapters if a != name]
+            if not others:  # the last one: back to the plain model
+                self.model = self.model.unload()
+                return
+            if self.model.active_adapter == name:
+                self.model.set_adapter(others[0])
+            self.model.delete_adapter(name)
+
     def use_adapter(self, name: str | None) -> None:
         """Samples with adapter ``name`` from the next batch on; ``None``: the base model.
 
-        Until this is called the policy leaves the model's adapter state alone (a trainer may
-        manage it).
+        Requests that name no adapter (``IdsRequest.adapter=None``, every ``agenerate`` request)
+        use this choice. Until this is called the policy leaves the model's adapter state alone
+        (a trainer may manage it).
 
         Raises:
             ValueError: no adapter of that name is loaded.
@@ -279,14 +486,27 @@ class HFPolicy(BasePolicy):
         with self._lock:
             self._adapter = name
 
-    def _adapter_context(self) -> contextlib.AbstractContextManager[Any]:
-        if self._adapter is _UNSET or not self.adapters:
+    def _adapter_context(self, name: str | None) -> contextlib.AbstractContextManager[Any]:
+        """Activates adapter ``name`` (``None``: the ``use_adapter`` choice) for one batch."""
+        if name is not None and name not in self.adapters:
+            raise ValueError(
+                f"no adapter named {name!r}; loaded: {self.adapters or 'none'}. "
+                "Load one with policy.load_adapter(path, name)"
+            )
+        target = self._adapter if name is None else name
+        if target is _UNSET or not self.adapters:
             return contextlib.nullcontext()
-        if self._adapter is None:
+        if target is None:
             return self.model.disable_adapter()
-        if self.model.active_adapter != self._adapter:
-            self.model.set_adapter(self._adapter)
+        if self.model.active_adapter != target:
+            self.model.set_adapter(target)
         return contextlib.nullcontext()
+
+    def _adapter_label(self, name: str | None) -> str:
+        """The adapter a batch samples with, for ``stats`` (``""``: base or as-is)."""
+        if name is not None:
+            return name
+        return self._adapter if isinstance(self._adapter, str) else ""
 
     # ------------------------------------------------------------------ prompts
 
@@ -297,50 +517,128 @@ class HFPolicy(BasePolicy):
             ValueError: the prompt leaves no room for ``max_new_tokens`` in the model's context.
         """
         ids = render_prompt(self.tokenizer, self.tool_format, request)
+        self._check_context(len(ids), self.max_new_tokens)
+        return ids
+
+    def _check_context(self, prompt_tokens: int, max_tokens: int) -> None:
         limit = getattr(self.model.config, "max_position_embeddings", None)
-        if limit is not None and len(ids) + self.max_new_tokens > limit:
+        if limit is not None and prompt_tokens + max_tokens > limit:
             raise ValueError(
-                f"the prompt has {len(ids)} tokens; with max_new_tokens={self.max_new_tokens} it "
+                f"the prompt has {prompt_tokens} tokens; with max_new_tokens={max_tokens} it "
                 f"exceeds the model's context of {limit} tokens. Shorten the conversation (fewer "
                 "turns, shorter tool outputs) or lower max_new_tokens"
             )
-        return ids
 
-    # ------------------------------------------------------------------ batching
+    def sampling_params(self, **overrides: Any) -> SamplingParams:
+        """The policy's own sampling settings (what ``agenerate`` uses); ``overrides`` replace some.
+
+        Example:
+            >>> policy = HFPolicy.from_pretrained("tiny-random", max_new_tokens=4, temperature=0)
+            >>> params = policy.sampling_params(top_k=5)
+            >>> params.max_tokens, params.temperature, params.top_k
+            (4, 0.0, 5)
+        """
+        values: dict[str, Any] = {
+            "max_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+        }
+        values.update(overrides)
+        return SamplingParams(**values)
+
+    def stops_for(self, params: SamplingParams) -> list[int]:
+        """The tokens that end a turn sampled with ``params``: the policy's and the request's."""
+        return list(dict.fromkeys([*self.stop_token_ids, *params.stop_token_ids]))
+
+    # ------------------------------------------------------------------ generation
 
     async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        """Answers each request; concurrent calls are batched together (see the module doc)."""
+        """Answers each conversation with the policy's own settings, through ``agenerate_ids``."""
         if not requests:
             return []
-        prompts = [(self.render(r), list(r.tools) if r.tools else None) for r in requests]
-        if self.engine == "continuous":
-            return list(await asyncio.gather(*(self._continuous_one(*p) for p in prompts)))
+        params = self.sampling_params()
+        ids_requests = [IdsRequest(self.render(r), params, tools=r.tools) for r in requests]
+        return await self.agenerate_ids(ids_requests)
+
+    def generate_ids(self, requests: Sequence[IdsRequest]) -> list[Completion]:
+        """Synchronous ``agenerate_ids``."""
+        return run_sync(self.agenerate_ids(requests))
+
+    async def agenerate_ids(self, requests: Sequence[IdsRequest]) -> list[Completion]:
+        """Samples a completion for each token-id prompt: the policy's one generation call.
+
+        Each ``IdsRequest`` carries its ``SamplingParams`` (``None``: the policy's) and adapter.
+        Concurrent calls are batched: pending requests with the same adapter and parameters
+        (the seed aside) are sampled by one ``sample_batch``; others never share a batch.
+
+        Seeds: one batch samples from one random generator. A batch with seeded requests uses a
+        mix of their seeds (the same requests, seeds and batching give the same tokens); a
+        batch without any uses the policy's ``seed`` with the batch index mixed in, or torch's
+        global RNG when the policy has none.
+
+        Returns:
+            One ``Completion`` per request, in order: ``prompt_token_ids``, ``token_ids`` (cut
+            after the first stop token), ``logprobs``, ``finish_reason``, the decoded message
+            (tool calls parsed when the request offered ``tools``).
+
+        Raises:
+            TypeError: an item is not an ``IdsRequest``.
+            ValueError: a prompt with its ``max_tokens`` exceeds the model's context, an adapter
+                is not loaded, or the continuous engine is asked for what it cannot do.
+        """
+        items = [self._resolve(r) for r in requests]
+        if not items:
+            return []
         loop = asyncio.get_running_loop()
+        if self.engine == "continuous":
+            return list(await asyncio.gather(*(self._continuous_one(r) for r in items)))
         state = self._loops.get(loop)
         if state is None:
             state = self._loops[loop] = _LoopState()
         futures = []
-        for ids, tools in prompts:
+        for request in items:
             future: asyncio.Future[Completion] = loop.create_future()
-            state.pending.append(_Pending(ids, tools, future))
+            state.pending.append(_Pending(request, future))
             futures.append(future)
         if state.worker is None or state.worker.done():
             state.worker = loop.create_task(self._work(state), name="envkit-hf-batcher")
         return list(await asyncio.gather(*futures))
 
+    def _resolve(self, request: IdsRequest) -> IdsRequest:
+        """Checks a request and fills in the policy's parameters when it has none."""
+        if not isinstance(request, IdsRequest):
+            raise TypeError(
+                f"agenerate_ids takes IdsRequest items, got {type(request).__name__}; build one "
+                "with IdsRequest(prompt_ids, SamplingParams(...)) (agenerate takes conversations)"
+            )
+        params = request.params or self.sampling_params()
+        self._check_context(len(request.prompt_ids), params.max_tokens)
+        if request.adapter is not None and request.adapter not in self.adapters:
+            raise ValueError(
+                f"no adapter named {request.adapter!r}; loaded: {self.adapters or 'none'}. "
+                "Load one with policy.load_adapter(path, name)"
+            )
+        if self.engine == "continuous":
+            if request.adapter is not None:
+                raise ValueError("engine='continuous' cannot switch adapters per request")
+            if params.batch_key != self.sampling_params().batch_key:
+                raise ValueError(
+                    "engine='continuous' samples with the policy's own settings only; leave "
+                    "IdsRequest.params None or use engine='padded' for per-request parameters"
+                )
+        if request.params is params:
+            return request
+        return replace(request, params=params)
+
     async def _work(self, state: _LoopState) -> None:
         while state.pending:
-            if len(state.pending) < self.max_batch_size and self.batch_wait_s > 0:
-                await asyncio.sleep(self.batch_wait_s)
-            batch: list[_Pending] = []
-            while state.pending and len(batch) < self.max_batch_size:
-                item = state.pending.popleft()
-                if not item.future.done():  # skip callers that were cancelled (timeouts)
-                    batch.append(item)
+            await self._await_arrivals(state)
+            batch = _take_batch(state.pending, self.max_batch_size)
             if not batch:
                 continue
             try:
-                results = await to_thread(self._generate_batch, batch)
+                results = await to_thread(self._run_batch, [item.request for item in batch])
             except asyncio.CancelledError:
                 for item in batch:
                     item.future.cancel()
@@ -354,15 +652,97 @@ class HFPolicy(BasePolicy):
                 if not item.future.done():
                     item.future.set_result(result)
 
-    async def _continuous_one(
-        self, prompt_ids: list[int], tools: list[dict[str, Any]] | None
-    ) -> Completion:
+    async def _await_arrivals(self, state: _LoopState) -> None:
+        """Lets concurrent requests join: waits while newcomers keep arriving (at most 10 gaps)."""
+        seen = len(state.pending)
+        for _ in range(10):
+            if seen >= self.max_batch_size or self.batch_wait_s <= 0:
+                return
+            await asyncio.sleep(self.batch_wait_s)
+            if len(state.pending) == seen:
+                return
+            seen = len(state.pending)
+
+    def _run_batch(self, requests: list[IdsRequest]) -> list[Completion]:
+        """Samples one batch (in a worker thread) with ``sample_batch``; counts it in ``stats``."""
+        with self._lock:
+            samples = self.sample_batch(requests)
+            if len(samples) != len(requests):
+                raise RuntimeError(
+                    f"{type(self).__name__}.sample_batch returned {len(samples)} samples for "
+                    f"{len(requests)} requests"
+                )
+            self.stats.record(len(requests), self._adapter_label(requests[0].adapter))
+        return [self._complete(r, s) for r, s in zip(requests, samples, strict=True)]
+
+    def sample_batch(self, requests: Sequence[IdsRequest]) -> list[Sample]:
+        """The sampling backend: samples one batch. Override this to sample elsewhere (vLLM).
+
+        Called from a worker thread with the policy's lock held. The requests share their
+        adapter and ``params`` (resolved, never ``None``) except ``params.seed``; their stop
+        tokens are ``stops_for(params)``. Return one ``Sample`` per request, in order: the
+        sampled token ids (anything after the first stop token is cut by the caller) and each
+        token's ``log softmax(logits / temperature)`` (temperature 1 when greedy). Raise when the
+        backend cannot give log-probabilities: never return made-up values.
+        """
+        import torch
+
+        params = requests[0].params
+        assert params is not None
+        stops = self.stops_for(params)
+        with torch.no_grad():
+            device = next(self.model.parameters()).device
+            width = max(len(r.prompt_ids) for r in requests)
+            input_ids = torch.full((len(requests), width), self.pad_token_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(requests), width), dtype=torch.long)
+            for i, r in enumerate(requests):
+                n = len(r.prompt_ids)
+                input_ids[i, width - n :] = torch.tensor(r.prompt_ids, dtype=torch.long)
+                attention_mask[i, width - n :] = 1
+            recorder = _LogprobRecorder(params.temperature if params.temperature > 0 else 1.0)
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                with self._adapter_context(requests[0].adapter), self._rng(device, requests):
+                    out = self.model.generate(
+                        input_ids=input_ids.to(device),
+                        attention_mask=attention_mask.to(device),
+                        generation_config=self._generation_config(params, stops),
+                        logits_processor=_processor_list(recorder),
+                    )
+            finally:
+                if was_training:
+                    self.model.train()
+            sequences = out.sequences if hasattr(out, "sequences") else out
+            rows = sequences[:, width:].tolist()
+            logprobs = recorder.finish(sequences).tolist()
+        return [Sample(rows[i], logprobs[i]) for i in range(len(requests))]
+
+    def _complete(self, request: IdsRequest, sample: Sample) -> Completion:
+        assert request.params is not None
+        if len(sample.token_ids) != len(sample.logprobs):
+            raise RuntimeError(
+                f"{type(self).__name__}.sample_batch gave {len(sample.token_ids)} tokens but "
+                f"{len(sample.logprobs)} log-probabilities"
+            )
+        return completion_from_tokens(
+            self.tokenizer,
+            self.tool_format,
+            self.stops_for(request.params),
+            request.prompt_ids,
+            sample.token_ids,
+            sample.logprobs,
+            tools=request.tools,
+        )
+
+    async def _continuous_one(self, request: IdsRequest) -> Completion:
         from envkit.policies.hf_continuous import ContinuousEngine
 
         if self._continuous is None:
+            params = self.sampling_params()
             self._continuous = ContinuousEngine(
                 self.model,
-                self._generation_config(),
+                self._generation_config(params, self.stop_token_ids),
                 stop_token_ids=self.stop_token_ids,
                 max_new_tokens=self.max_new_tokens,
                 seed=self.seed,
@@ -378,70 +758,20 @@ class HFPolicy(BasePolicy):
                 future.set_result(value)
 
         self.model.eval()  # sampling without dropout; trainers switch train mode back themselves
-        self._continuous.submit(prompt_ids, done)
+        self._continuous.submit(list(request.prompt_ids), done)
         tokens, logprobs = await future
-        self.stats.batches += 1
-        self.stats.requests += 1
-        self.stats.max_batch = max(self.stats.max_batch, 1)
-        return self._completion(_Pending(prompt_ids, tools, future), tokens, logprobs)
+        self.stats.record(1)
+        return self._complete(request, Sample(list(tokens), list(logprobs)))
 
-    # ------------------------------------------------------------------ generation
-
-    def _generate_batch(self, batch: list[_Pending]) -> list[Completion]:
-        import torch
-
-        with self._lock, torch.no_grad():
-            device = next(self.model.parameters()).device
-            width = max(len(item.prompt_ids) for item in batch)
-            input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
-            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, item in enumerate(batch):
-                n = len(item.prompt_ids)
-                input_ids[i, width - n :] = torch.tensor(item.prompt_ids, dtype=torch.long)
-                attention_mask[i, width - n :] = 1
-            recorder = _LogprobRecorder(self.temperature if self.temperature > 0 else 1.0)
-            was_training = self.model.training
-            self.model.eval()
-            try:
-                with self._adapter_context(), self._rng(device):
-                    out = self.model.generate(
-                        input_ids=input_ids.to(device),
-                        attention_mask=attention_mask.to(device),
-                        generation_config=self._generation_config(),
-                        logits_processor=_processor_list(recorder),
-                    )
-            finally:
-                if was_training:
-                    self.model.train()
-            sequences = out.sequences if hasattr(out, "sequences") else out
-            new_tokens = sequences[:, width:]
-            logprobs = recorder.finish(sequences)
-            self.stats.batches += 1
-            self.stats.requests += len(batch)
-            self.stats.max_batch = max(self.stats.max_batch, len(batch))
-            rows, row_logprobs = new_tokens.tolist(), logprobs.tolist()
-        return [self._completion(item, rows[i], row_logprobs[i]) for i, item in enumerate(batch)]
-
-    def _completion(self, item: _Pending, row: list[int], logprobs: list[float]) -> Completion:
-        return completion_from_tokens(
-            self.tokenizer,
-            self.tool_format,
-            self.stop_token_ids,
-            item.prompt_ids,
-            row,
-            logprobs,
-            tools=item.tools,
-        )
-
-    def _generation_config(self) -> Any:
+    def _generation_config(self, params: SamplingParams, stops: Sequence[int]) -> Any:
         from transformers import GenerationConfig
 
-        sample = self.temperature > 0
+        sample = params.temperature > 0
         kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
+            "max_new_tokens": params.max_tokens,
             "do_sample": sample,
             "num_beams": 1,
-            "eos_token_id": self.stop_token_ids,
+            "eos_token_id": list(stops),
             "pad_token_id": self.pad_token_id,
             "return_dict_in_generate": True,
             # Explicit neutral values, so a checkpoint's generation_config.json cannot change
@@ -452,14 +782,46 @@ class HFPolicy(BasePolicy):
         }
         if sample:
             kwargs.update(
-                temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, typical_p=1.0
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k,
+                typical_p=1.0,
             )
         return GenerationConfig(**kwargs)
 
-    def _rng(self, device: Any) -> contextlib.AbstractContextManager[Any]:
+    def _rng(
+        self, device: Any, requests: Sequence[IdsRequest]
+    ) -> contextlib.AbstractContextManager[Any]:
+        seeds = [r.params.seed if r.params is not None else None for r in requests]
+        if any(seed is not None for seed in seeds):
+            mixed = 0
+            for seed in seeds:
+                mixed = (mixed * 1_000_003 + (seed if seed is not None else -1)) % 2**61
+            return _seeded(mixed, device)
         if self.seed is None:
             return contextlib.nullcontext()
         return _seeded(self.seed * 1_000_003 + self.stats.batches, device)
+
+
+def _take_batch(pending: deque[_Pending], size: int) -> list[_Pending]:
+    """Takes the oldest live request and up to ``size - 1`` more with its key, in order."""
+    while pending and pending[0].future.done():  # callers that were cancelled (timeouts)
+        pending.popleft()
+    if not pending:
+        return []
+    key = pending[0].key
+    batch: list[_Pending] = []
+    rest: deque[_Pending] = deque()
+    for item in pending:
+        if item.future.done():
+            continue
+        if len(batch) < size and item.key == key:
+            batch.append(item)
+        else:
+            rest.append(item)
+    pending.clear()
+    pending.extend(rest)
+    return batch
 
 
 @contextlib.contextmanager
@@ -597,6 +959,28 @@ def _resolve_engine(engine: str, temperature: float, top_p: float, top_k: int) -
     return engine
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _sampling_problems(max_tokens: Any, temperature: Any, top_p: Any, top_k: Any) -> list[str]:
+    """What is wrong with these sampling settings (empty: nothing)."""
+    problems = []
+    if not _is_int(max_tokens) or max_tokens < 1:
+        problems.append(f"max_tokens must be >= 1 (an int), got {max_tokens!r}")
+    if not _is_number(temperature) or temperature < 0:
+        problems.append(f"temperature must be >= 0 (0: greedy), got {temperature!r}")
+    if not _is_number(top_p) or not 0 < top_p <= 1:
+        problems.append(f"top_p must be in (0, 1], got {top_p!r}")
+    if not _is_int(top_k) or top_k < 0:
+        problems.append(f"top_k must be >= 0 (an int; 0: off), got {top_k!r}")
+    return problems
+
+
 def _check_args(
     max_new_tokens: int,
     temperature: float,
@@ -605,15 +989,10 @@ def _check_args(
     max_batch_size: int,
     batch_wait_s: float,
 ) -> None:
-    problems = []
-    if max_new_tokens < 1:
-        problems.append(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if temperature < 0:
-        problems.append(f"temperature must be >= 0 (0: greedy), got {temperature}")
-    if not 0 < top_p <= 1:
-        problems.append(f"top_p must be in (0, 1], got {top_p}")
-    if top_k < 0:
-        problems.append(f"top_k must be >= 0 (0: off), got {top_k}")
+    problems = [
+        p.replace("max_tokens", "max_new_tokens", 1)
+        for p in _sampling_problems(max_new_tokens, temperature, top_p, top_k)
+    ]
     if max_batch_size < 1:
         problems.append(f"max_batch_size must be >= 1, got {max_batch_size}")
     if batch_wait_s < 0:

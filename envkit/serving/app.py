@@ -33,9 +33,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from envkit.policies.hf import HFPolicy, render_prompt
+from envkit.policies.hf import HFPolicy, IdsRequest, SamplingParams, render_prompt
 from envkit.serving import protocol as p
-from envkit.serving.engine import Engine, SamplingKey
+from envkit.serving.engine import Engine
 from envkit.types import Completion, GenerationRequest, Message
 
 __all__ = ["InferenceServer", "RequestError"]
@@ -222,7 +222,7 @@ class InferenceServer:
             raise RequestError(400, "'lora_name' needs to be provided to unload a LoRA adapter.")
         try:
             self.engine.unload_adapter(req.lora_name)
-        except KeyError:
+        except ValueError:
             raise RequestError(
                 404, f"The lora adapter '{req.lora_name}' cannot be found."
             ) from None
@@ -248,8 +248,8 @@ class InferenceServer:
         if not ids:
             raise RequestError(400, "the prompt is empty")
         self._check_ids(ids)
-        key = self._key(req, req.max_tokens, len(ids))
-        completion = self._run(ids, key, None, req.seed)
+        request = self._request(req, ids, req.max_tokens, None)
+        completion = self._run(request)
         tokens = completion.token_ids or []
         text = self._text(tokens, completion.finish_reason)
         logprobs = None
@@ -271,7 +271,7 @@ class InferenceServer:
             text=text,
             logprobs=logprobs,
             finish_reason=completion.finish_reason,  # type: ignore[arg-type]
-            stop_reason=self._stop_reason(completion, key),
+            stop_reason=self._stop_reason(completion, request),
             prompt_token_ids=ids if req.return_token_ids else None,
             token_ids=tokens if req.return_token_ids else None,
         )
@@ -281,7 +281,7 @@ class InferenceServer:
             total_tokens=len(ids) + len(tokens),
         )
         answer = p.CompletionResponse(
-            model=key.adapter or self.model_name, choices=[choice], usage=usage
+            model=request.adapter or self.model_name, choices=[choice], usage=usage
         )
         return 200, answer.model_dump(exclude_none=False)
 
@@ -302,9 +302,9 @@ class InferenceServer:
         ids = render_prompt(self.policy.tokenizer, self.policy.tool_format, request)
         self._check_ids(ids)
         max_tokens = req.max_completion_tokens or req.max_tokens
-        key = self._key(req, max_tokens, len(ids))
         tools = request.tools if req.tool_choice != "none" else None
-        completion = self._run(ids, key, tools, req.seed)
+        ids_request = self._request(req, ids, max_tokens, tools)
+        completion = self._run(ids_request)
         tokens = completion.token_ids or []
         message = completion.message
         calls = [c.model_dump() for c in message.tool_calls or []]
@@ -324,7 +324,7 @@ class InferenceServer:
             message=p.ChatMessage(content=message.content, tool_calls=calls),
             logprobs=logprobs,
             finish_reason=finish,  # type: ignore[arg-type]
-            stop_reason=self._stop_reason(completion, key),
+            stop_reason=self._stop_reason(completion, ids_request),
             token_ids=tokens if req.return_token_ids else None,
         )
         usage = p.Usage(
@@ -333,7 +333,7 @@ class InferenceServer:
             total_tokens=len(ids) + len(tokens),
         )
         answer = p.ChatCompletionResponse(
-            model=key.adapter or self.model_name,
+            model=ids_request.adapter or self.model_name,
             choices=[choice],
             usage=usage,
             prompt_token_ids=ids if req.return_token_ids else None,
@@ -342,7 +342,15 @@ class InferenceServer:
 
     # ------------------------------------------------------------------ helpers
 
-    def _key(self, req: p._Sampling, max_tokens: int | None, prompt_len: int) -> SamplingKey:
+    def _request(
+        self,
+        req: p._Sampling,
+        ids: list[int],
+        max_tokens: int | None,
+        tools: list[dict[str, Any]] | None,
+    ) -> IdsRequest:
+        """The ``IdsRequest`` an HTTP request asks for (checked: 400/404 ``RequestError``)."""
+        prompt_len = len(ids)
         if req.n != 1:
             raise RequestError(
                 400, f"envkit serve samples n=1 completion per request, got n={req.n}"
@@ -381,14 +389,18 @@ class InferenceServer:
             problems.append(f"top_k must be -1 (disable), or at least 1, got {top_k}")
         if problems:
             raise RequestError(400, "; ".join(problems))
-        return SamplingKey(
-            adapter=adapter,
-            max_tokens=max_tokens,
-            temperature=float(temperature),
-            top_p=float(top_p),
-            top_k=max(0, top_k),
-            stop_token_ids=tuple(req.stop_token_ids or ()),
-        )
+        try:
+            params = SamplingParams(
+                max_tokens=max_tokens,
+                temperature=float(temperature),
+                top_p=float(top_p),
+                top_k=max(0, top_k),
+                stop_token_ids=tuple(req.stop_token_ids or ()),
+                seed=req.seed,
+            )
+            return IdsRequest(ids, params, adapter=adapter, tools=tools)
+        except ValueError as e:
+            raise RequestError(400, str(e)) from None
 
     def _adapter_for(self, model: str | None) -> str | None:
         if model is None or model == self.model_name:
@@ -404,14 +416,8 @@ class InferenceServer:
         if bad:
             raise RequestError(400, f"token ids out of vocabulary: {bad[:5]}")
 
-    def _run(
-        self,
-        ids: list[int],
-        key: SamplingKey,
-        tools: list[dict[str, Any]] | None,
-        seed: int | None,
-    ) -> Completion:
-        return self.engine.submit(ids, key, tools, seed).result()
+    def _run(self, request: IdsRequest) -> Completion:
+        return self.engine.submit(request).result()
 
     def _text(self, tokens: list[int], finish: str | None) -> str:
         shown = tokens[:-1] if finish == "stop" and tokens else tokens
@@ -422,12 +428,13 @@ class InferenceServer:
             return [f"token_id:{t}" for t in tokens]
         return [self.policy.tokenizer.decode([t], skip_special_tokens=False) for t in tokens]
 
-    def _stop_reason(self, completion: Completion, key: SamplingKey) -> int | None:
+    def _stop_reason(self, completion: Completion, request: IdsRequest) -> int | None:
         """vLLM's ``stop_reason``: the request's stop token that ended the turn; None for EOS."""
         if completion.finish_reason != "stop" or not completion.token_ids:
             return None
         last = completion.token_ids[-1]
-        if last in key.stop_token_ids and last not in self.engine.default_stops:
+        assert request.params is not None
+        if last in request.params.stop_token_ids and last not in self.engine.default_stops:
             return last
         return None
 

@@ -1,14 +1,14 @@
 """``Engine``: one ``HFPolicy`` answering many HTTP threads, concurrent requests batched.
 
-Each HTTP thread ``submit``s a prompt (token ids) with its sampling parameters and waits on the
-returned future. One worker thread collects what is pending (while fewer than ``max_batch_size``
-wait, it waits for more as long as newcomers arrive within ``batch_wait_s`` of each other, at
-most ``10 * batch_wait_s``), takes the oldest request and every pending
-request with the same ``SamplingKey`` (adapter, temperature, top-p, top-k, max tokens, stop
-tokens, seed), and runs them as one ``model.generate`` through the policy. Requests for different
-adapters or sampling parameters never share a batch: a batch samples with one adapter and one
-set of parameters, so each request gets exactly what it asked for. Adapter loads and unloads
-run between batches.
+Each HTTP thread ``submit``s an ``IdsRequest`` (token ids, its ``SamplingParams`` and adapter)
+and waits on the returned future. The engine owns one event loop in a worker thread and hands
+every request to ``HFPolicy.agenerate_ids``, the policy's public generation call: the policy's
+batcher (the same one its episodes use) gathers concurrent requests, waiting while newcomers
+arrive within ``batch_wait_s`` of each other (at most ``10 * batch_wait_s``), and samples the
+oldest request with every pending request that has the same adapter and sampling parameters
+(temperature, top-p, top-k, max tokens, stop tokens) in one ``model.generate``. Requests for
+different adapters or parameters never share a batch. Adapter loads and unloads take the
+policy's lock, so they run between batches.
 
 The log-probabilities are ``HFPolicy``'s: ``log softmax(logits / temperature)`` of each sampled
 token, before top-k/top-p truncation (``temperature=0`` decodes greedily, log-probabilities at
@@ -17,75 +17,36 @@ temperature 1).
 Seeds: one ``model.generate`` samples a whole batch from one random generator, so per-request
 seeds (vLLM's) cannot each drive their own row. A batch with seeded requests samples from a
 generator seeded with a mix of its requests' seeds: the same requests with the same seeds, batched
-the same way, give the same tokens (as a rollout of a fixed seed and concurrency is), and
-different seeds give different samples. Seeds do not split batches. A batch without any seed uses
-the server's ``--seed`` (``HFPolicy``'s own seeding).
+the same way, give the same tokens, and different seeds give different samples. Seeds do not
+split batches. A batch without any seed uses the server's ``--seed`` (``HFPolicy``'s own seeding).
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import threading
-import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from envkit.policies.hf import HFPolicy, _Pending, _seeded
+from envkit.policies.hf import GenerationStats, HFPolicy, IdsRequest
 from envkit.types import Completion
 
-__all__ = ["Engine", "EngineStats", "SamplingKey"]
+__all__ = ["Engine", "EngineStats"]
 
-
-@dataclass(frozen=True)
-class SamplingKey:
-    """What a batch shares: requests with equal keys may be sampled together."""
-
-    adapter: str | None
-    max_tokens: int
-    temperature: float
-    top_p: float = 1.0
-    top_k: int = 0
-    stop_token_ids: tuple[int, ...] = ()
-
-
-@dataclass
-class EngineStats:
-    """Counts of what the engine ran (``GET /envkit/stats``)."""
-
-    batches: int = 0
-    requests: int = 0
-    max_batch: int = 0
-    batches_by_adapter: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "batches": self.batches,
-            "requests": self.requests,
-            "max_batch": self.max_batch,
-            "batches_by_adapter": dict(self.batches_by_adapter),
-        }
-
-
-@dataclass
-class _Job:
-    prompt_ids: list[int]
-    key: SamplingKey
-    tools: list[dict[str, Any]] | None
-    future: concurrent.futures.Future[Completion]
-    seed: int | None = None
+EngineStats = GenerationStats
+"""The engine's counts are its policy's ``GenerationStats`` (kept under the old name)."""
 
 
 class Engine:
     """Batches the requests of many threads onto one ``HFPolicy`` (see the module doc).
 
     Args:
-        policy: The policy to sample with (``engine="padded"``); the engine sets its sampling
-            parameters and adapter per batch.
-        max_batch_size: Most requests per ``model.generate``.
-        batch_wait_s: How long to wait for more requests when fewer than ``max_batch_size`` wait.
+        policy: The policy to sample with (``engine="padded"``). Requests without an adapter
+            sample with the base model (the engine calls ``policy.use_adapter(None)``).
+        max_batch_size: Most requests per ``model.generate`` (sets the policy's).
+        batch_wait_s: How long to wait for more requests when fewer than ``max_batch_size`` wait
+            (sets the policy's).
     """
 
     def __init__(
@@ -93,18 +54,31 @@ class Engine:
     ) -> None:
         if policy.engine != "padded":
             raise ValueError("envkit serve needs HFPolicy(engine='padded') to switch adapters")
+        if max_batch_size < 1 or batch_wait_s < 0:
+            raise ValueError(
+                f"max_batch_size must be >= 1 and batch_wait_s >= 0, got {max_batch_size} and "
+                f"{batch_wait_s}"
+            )
         self.policy = policy
-        self.max_batch_size = max_batch_size
-        self.batch_wait_s = batch_wait_s
-        self.default_stops = tuple(policy.stop_token_ids)
-        self.default_seed = policy.seed
-        self.stats = EngineStats()
-        self._cond = threading.Condition()
-        self._pending: deque[_Job] = deque()
-        self._model_lock = threading.Lock()  # one batch or adapter change at a time
+        policy.max_batch_size = max_batch_size
+        policy.batch_wait_s = batch_wait_s
+        policy.use_adapter(None)  # "model": the served name means the base model
         self._closed = False
-        self._worker = threading.Thread(target=self._run, name="envkit-serve-engine", daemon=True)
+        self._loop = asyncio.new_event_loop()
+        self._worker = threading.Thread(
+            target=self._loop.run_forever, name="envkit-serve-engine", daemon=True
+        )
         self._worker.start()
+
+    @property
+    def stats(self) -> GenerationStats:
+        """The policy's counts: batches, requests, largest batch, batches per adapter."""
+        return self.policy.stats
+
+    @property
+    def default_stops(self) -> tuple[int, ...]:
+        """The stop tokens every request has (the policy's)."""
+        return tuple(self.policy.stop_token_ids)
 
     @property
     def context_length(self) -> int | None:
@@ -119,122 +93,53 @@ class Engine:
 
     def load_adapter(self, path: str | Path, name: str) -> None:
         """Loads a peft adapter between batches (``HFPolicy.load_adapter``'s errors)."""
-        with self._model_lock:
-            self.policy.load_adapter(path, name)
+        self.policy.load_adapter(path, name)
 
     def unload_adapter(self, name: str) -> None:
-        """Deletes adapter ``name`` from the model between batches.
+        """Deletes adapter ``name`` between batches (``HFPolicy.unload_adapter``).
 
         Raises:
-            KeyError: no adapter of that name is loaded.
+            ValueError: no adapter of that name is loaded.
         """
-        with self._model_lock:
-            if name not in self.policy.adapters:
-                raise KeyError(name)
-            model = self.policy.model
-            others = [a for a in self.policy.adapters if a != name]
-            if not others:  # the last one: back to the plain model (peft removes its layers)
-                self.policy.use_adapter(None)
-                self.policy.model = model.unload()
-                return
-            if model.active_adapter == name:
-                model.set_adapter(others[0])
-            model.delete_adapter(name)
+        self.policy.unload_adapter(name)
 
     # ------------------------------------------------------------------ requests
 
-    def submit(
-        self,
-        prompt_ids: list[int],
-        key: SamplingKey,
-        tools: list[dict[str, Any]] | None = None,
-        seed: int | None = None,
-    ) -> concurrent.futures.Future[Completion]:
-        """Queues one request; the future gives its ``Completion`` (or the batch's error)."""
-        future: concurrent.futures.Future[Completion] = concurrent.futures.Future()
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("the engine is closed")
-            self._pending.append(_Job(list(prompt_ids), key, tools, future, seed))
-            self._cond.notify()
-        return future
+    def submit(self, request: IdsRequest) -> concurrent.futures.Future[Completion]:
+        """Queues one request; the future gives its ``Completion`` (or the batch's error).
+
+        Raises:
+            RuntimeError: the engine is closed.
+        """
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+        return asyncio.run_coroutine_threadsafe(self._one(request), self._loop)
+
+    async def _one(self, request: IdsRequest) -> Completion:
+        try:
+            [completion] = await self.policy.agenerate_ids([request])
+        except asyncio.CancelledError:
+            raise RuntimeError("the server is shutting down") from None
+        return completion
 
     def close(self) -> None:
         """Stops the worker; pending requests fail. Idempotent."""
-        with self._cond:
-            self._closed = True
-            jobs = list(self._pending)
-            self._pending.clear()
-            self._cond.notify()
-        for job in jobs:
-            job.future.set_exception(RuntimeError("the server is shutting down"))
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop.is_running():
+            done = asyncio.run_coroutine_threadsafe(_cancel_all(), self._loop)
+            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+                done.result(timeout=5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
         self._worker.join(timeout=5)
+        if not self._worker.is_alive():
+            self._loop.close()
 
-    def _next_batch(self) -> list[_Job] | None:
-        with self._cond:
-            while not self._pending and not self._closed:
-                self._cond.wait()
-            if self._closed:
-                return None
-            # Let concurrent requests join: wait while newcomers keep arriving within
-            # batch_wait_s of each other (at most 10 gaps), or until the batch is full.
-            deadline = time.monotonic() + 10 * self.batch_wait_s
-            seen = len(self._pending)
-            while seen < self.max_batch_size and time.monotonic() < deadline:
-                self._cond.wait(timeout=self.batch_wait_s)
-                if self._closed:
-                    return None
-                if len(self._pending) == seen:
-                    break
-                seen = len(self._pending)
-            key = self._pending[0].key
-            batch: list[_Job] = []
-            rest: deque[_Job] = deque()
-            for job in self._pending:
-                if job.key == key and len(batch) < self.max_batch_size:
-                    batch.append(job)
-                else:
-                    rest.append(job)
-            self._pending = rest
-            return batch
 
-    def _run(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            try:
-                results = self._generate(batch)
-            except Exception as e:  # the batch's callers get the error; the server lives on
-                for job in batch:
-                    job.future.set_exception(e)
-                continue
-            for job, result in zip(batch, results, strict=True):
-                job.future.set_result(result)
-
-    def _generate(self, batch: list[_Job]) -> list[Completion]:
-        key = batch[0].key
-        policy = self.policy
-        with self._model_lock:
-            policy.use_adapter(key.adapter)
-            policy.max_new_tokens = key.max_tokens
-            policy.temperature = key.temperature
-            policy.top_p, policy.top_k = key.top_p, key.top_k
-            policy.stop_token_ids = list(dict.fromkeys(self.default_stops + key.stop_token_ids))
-            pending = [_Pending(job.prompt_ids, job.tools, None) for job in batch]  # type: ignore[arg-type]
-            seeds = [job.seed for job in batch]
-            if all(seed is None for seed in seeds):
-                policy.seed = self.default_seed
-                context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-            else:
-                policy.seed = None
-                mixed = 0
-                for seed in seeds:
-                    mixed = (mixed * 1_000_003 + (seed if seed is not None else -1)) % 2**61
-                device = next(policy.model.parameters()).device
-                context = _seeded(mixed, device)
-            with context:
-                results = policy._generate_batch(pending)
-            self.stats.batches += 1
-            self.stats.requests += len(batch)
-            self.stats.max_batch = max(self.stats.max_batch, len(batch))
-            name = key.adapter or ""
-            self.stats.batches_by_adapter[name] = self.stats.batches_by_adapter.get(name, 0) + 1
-        return results
+async def _cancel_all() -> None:
+    """Cancels every task of the running loop but this one and waits for them to end."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -341,19 +341,23 @@ def test_cli_bundled_model_and_template_override(tmp_path: Path) -> None:
 def test_hf_policy_types_xml_arguments_with_the_offered_tools(tiny: Any) -> None:
     """Qwen3-Coder/GLM write values untyped: the offered schema says "42" is a string."""
     from envkit.policies import HFPolicy
-    from envkit.policies.hf import _Pending
+    from envkit.policies.hf import IdsRequest, Sample
+
+    class Canned(HFPolicy):
+        """Its sampling backend (the public ``sample_batch`` hook) "samples" ``row``."""
+
+        def sample_batch(self, requests: Any) -> list[Sample]:
+            return [Sample(row, [0.0] * len(row)) for _ in requests]
 
     model, _ = tiny
     tok = family_tokenizer(BY_FILE["Qwen-Qwen3-Coder-30B-A3B-Instruct.jinja"])
-    policy = HFPolicy(model, tok, max_new_tokens=1)
+    policy = Canned(model, tok, max_new_tokens=1)
     assert policy.tool_format.name == "qwen3_coder"
     text = (
         "<tool_call>\n<function=lookup>\n<parameter=word>\n42\n</parameter>\n</function>\n"
         "</tool_call>"
     )
     row = [*tok.encode(text, add_special_tokens=False), policy.stop_token_ids[0]]
-    logprobs = [0.0] * len(row)
-    typed = policy._completion(_Pending([1], TOOLS, None), row, logprobs)  # type: ignore[arg-type]
+    typed, plain = policy.generate_ids([IdsRequest([1], tools=TOOLS), IdsRequest([1])])
     assert _as_pairs(typed.message.tool_calls or []) == [("lookup", {"word": "42"})]
-    plain = policy._completion(_Pending([1], None, None), row, logprobs)  # type: ignore[arg-type]
     assert plain.message.tool_calls is None  # no tools offered: the text stays text
