@@ -25,8 +25,12 @@ one reply on stdout. Operations:
 SETUID, SETGID, SETPCAP and KILL), the supervisor runs the command and every file operation as
 the sandbox user (``uid``/``gid`` of the spec) after emptying the capability bounding set, so the
 command can neither signal, trace nor read its supervisor. Started as the sandbox user (the
-bubblewrap backend) it runs everything as that user and makes itself non-dumpable. Either way a
-seccomp filter stacked on the backend's denies ``io_uring_setup/enter/register``, and the
+bubblewrap backend) it runs everything as that user and makes itself non-dumpable. Either way,
+before anything else, it sets ``no_new_privs`` and stacks the seccomp filter the host sent in the
+first spec (``seccomp``: bytes built by ``envkit.sandbox.seccomp.supervisor_filter``, which deny
+``io_uring_setup/enter/register``) on the backend's own. It *fails closed*: if the filter is
+missing or either ``prctl`` fails, it runs nothing and answers every request with ``ok=0``,
+``refused`` (what failed), ``errno`` and ``error``; the host raises ``SandboxSeccompError``. The
 command runs at a lower CPU priority than its supervisor, so a timeout is enforced under CPU
 starvation.
 
@@ -56,8 +60,7 @@ GRACE = 0.05  # seconds to keep reading after the command exited while its pipes
 CHUNK = 1 << 20
 COMMAND_NICE = 10  # the command's CPU weight is ~10x below its supervisor's
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER = 4, 24, 22, 36
-PR_SET_NO_NEW_PRIVS = 38
-DENIED_SYSCALLS = (425, 427)  # io_uring_setup, io_uring_enter, io_uring_register (every arch)
+PR_SET_NO_NEW_PRIVS, SECCOMP_MODE_FILTER = 38, 2
 FILE_OPS_REFUSE = ("/proc", "/sys", "/dev")
 FILE_OPS_ALLOW = ("/dev/shm",)
 
@@ -123,36 +126,59 @@ def _set_dumpable(flag):
     _prctl(PR_SET_DUMPABLE, flag)
 
 
-def _deny_syscalls():
-    """Stacks a seccomp filter that makes io_uring_* fail with EPERM (inherited by every child).
+class Refused(Exception):
+    """The supervisor will not run anything: ``no_new_privs`` or the seccomp filter failed.
 
-    The backend's own filter (Docker's default profile) stays in force: filters only add up.
+    ``args``: (what failed: "filter", "no_new_privs" or "seccomp"; errno or 0; detail).
     """
-    lo, hi = DENIED_SYSCALLS
-    order = sys.byteorder
 
-    def insn(code, jt, jf, k):
-        return code.to_bytes(2, order) + bytes((jt, jf)) + k.to_bytes(4, order)
 
-    prog = b"".join(
-        (
-            insn(0x20, 0, 0, 0),  # A = seccomp_data.nr
-            insn(0x54, 0, 0, 0xBFFFFFFF),  # A &= ~__X32_SYSCALL_BIT
-            insn(0x35, 0, 2, lo),  # if A >= lo: next, else allow
-            insn(0x25, 1, 0, hi),  # if A > hi: allow, else deny
-            insn(0x06, 0, 0, 0x00050000 | 1),  # SECCOMP_RET_ERRNO | EPERM
-            insn(0x06, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
-        )
-    )
-    # struct sock_fprog {unsigned short len; struct sock_filter *filter;}: the address of the
-    # bytes' buffer in CPython is id() + the header size of a bytes object.
-    addr = id(prog) + sys.getsizeof(b"") - 1
-    ptr = 8 if sys.maxsize > 2**32 else 4
-    fprog = (6).to_bytes(2, order) + bytes(ptr - 2) + addr.to_bytes(ptr, order)
-    _prctl(PR_SET_NO_NEW_PRIVS, 1)
-    ok = _prctl(PR_SET_SECCOMP, 2, fprog) == 0
-    del prog  # alive until here: the kernel copied the program
-    return ok
+def _install_filter(prog):
+    """Sets ``no_new_privs``, then installs the host's seccomp filter ``prog`` (the bytes of a
+    ``struct sock_filter`` array, built by ``envkit.sandbox.seccomp.supervisor_filter``), which
+    every child inherits. The backend's own filter stays in force: filters only add up.
+
+    Raises:
+        Refused: the filter is missing or malformed, or the kernel refused either step.
+    """
+    if not isinstance(prog, bytes) or not prog or len(prog) % 8 or len(prog) > 8 * 4096:
+        size = len(prog) if isinstance(prog, bytes) else type(prog).__name__
+        raise Refused("filter", 0, "the host sent no valid seccomp filter (%s bytes)" % size)
+    import ctypes  # here only: 3-10 ms of startup, paid once per supervisor
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    prctl = libc.prctl
+    prctl.restype = ctypes.c_int
+    prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong)
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = SockFprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    if prctl(PR_SET_NO_NEW_PRIVS, 1, None, 0, 0) != 0:
+        raise Refused("no_new_privs", ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    if prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise Refused("seccomp", ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")
+
+
+def _refusal(refused, spec=None):
+    """The reply to every request of a supervisor whose filter is not installed."""
+    what, err, detail = refused.args
+    text = "%s (errno %d: %s)" % (detail, err, os.strerror(err)) if err else detail
+    reply = {"ok": False, "refused": what, "errno": err, "error": "supervisor: " + text}
+    return encode_reply(reply, spec)
+
+
+def _cap_bounding_set():
+    """This process's capability bounding set (from /proc/self/status), or None if unknown."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _drop_privileges(spec):
@@ -169,6 +195,8 @@ def _drop_privileges(spec):
     for cap in range(64):
         if _prctl(PR_CAPBSET_DROP, cap) != 0 and cap > 40:
             break
+    if _cap_bounding_set() != 0:  # a failed drop above is not ignored
+        raise PermissionError("could not empty the capability bounding set")
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -682,8 +710,9 @@ def _lost(reason, spec=None):
     return encode_reply({"ok": False, "error": reason}, spec)
 
 
-def serve(spec):
-    """Runs framed requests from stdin until EOF (see the module docstring)."""
+def serve(spec, refused=None):
+    """Runs framed requests from stdin until EOF (see the module docstring); with ``refused``
+    (the filter is not installed) answers each with the refusal instead, running nothing."""
     while True:
         try:
             header = _read_exact(0, 8)
@@ -693,7 +722,10 @@ def serve(spec):
         payload_len = int.from_bytes(header[4:], "big")
         request = marshal.loads(_read_exact(0, spec_len))
         try:
-            if request.get("op") == "killall":  # in place: works even when fork cannot
+            if refused is not None:
+                _drain(payload_len)
+                data = _refusal(refused, request)
+            elif request.get("op") == "killall":  # in place: works even when fork cannot
                 _drain(payload_len)
                 data = encode_reply(_dispatch(request), request)
             else:
@@ -821,7 +853,14 @@ def main():
         n = int.from_bytes(_read_exact(0, 4), "big")
         spec = marshal.loads(_read_exact(0, n))
         _set_dumpable(0)
-        _deny_syscalls()
+        try:
+            _install_filter(spec.get("seccomp"))
+        except Refused as refused:  # fail closed: run nothing, answer every request with why
+            if spec.get("op") == "serve":
+                serve(spec, refused)
+                return
+            _write_all(1, _refusal(refused, spec))
+            return
         if spec["op"] == "serve":
             serve(spec)
             return

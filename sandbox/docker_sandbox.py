@@ -29,7 +29,12 @@ import time
 from typing import Any
 
 from envkit.sandbox import reaper
-from envkit.sandbox.channel import ChannelCompromised, SupervisorChannel, attach_exec
+from envkit.sandbox.channel import (
+    ChannelCompromised,
+    SupervisorChannel,
+    attach_exec,
+    check_docker_py,
+)
 from envkit.sandbox.config import SandboxConfig
 from envkit.sandbox.docker_client import BUILD_HINT, docker_client, translate_docker_error
 from envkit.sandbox.errors import ImageNotFoundError, SandboxDiedError, SandboxError
@@ -118,6 +123,8 @@ class DockerSandbox(SupervisedSandbox):
         ImageNotFoundError: the image is missing (run ``envkit sandbox build``).
         DockerUnavailableError / DockerPermissionError: no usable daemon (the message says how
             to fix it).
+        IncompatibleDockerPyError: the installed docker-py lacks a private member envkit uses
+            (checked before any container is made).
     """
 
     kind = "docker"
@@ -127,6 +134,7 @@ class DockerSandbox(SupervisedSandbox):
     def __init__(self, config: SandboxConfig | None = None, *, client: Any | None = None) -> None:
         super().__init__(config)
         self._client = client if client is not None else docker_client()
+        check_docker_py(self._client.api)
         self._argv_cache = list(supervisor_argv(self.config.python))
         self._channels: list[SupervisorChannel] = []
         self._channels_lock = threading.Lock()
@@ -253,7 +261,11 @@ class DockerSandbox(SupervisedSandbox):
             self._spawning += 1
         try:
             ch = SupervisorChannel(
-                self._client.api, self.container_id, self._argv_cache, SUPERVISOR_USER
+                self._client.api,
+                self.container_id,
+                self._argv_cache,
+                SUPERVISOR_USER,
+                seccomp=self._supervisor_filter,
             )
         except Exception:
             return None  # the one-shot path reports what is wrong

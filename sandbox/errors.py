@@ -15,12 +15,14 @@ __all__ = [
     "DockerUnavailableError",
     "ImageBuildError",
     "ImageNotFoundError",
+    "IncompatibleDockerPyError",
     "PoolClosedError",
     "PoolTimeoutError",
     "SandboxClosedError",
     "SandboxDiedError",
     "SandboxError",
     "SandboxProtocolError",
+    "SandboxSeccompError",
 ]
 
 
@@ -51,6 +53,15 @@ class SandboxDiedError(SandboxError):
 
 class SandboxProtocolError(SandboxError):
     """The in-sandbox supervisor did not answer as expected (it crashed or was subverted)."""
+
+
+class SandboxSeccompError(SandboxError):
+    """The in-sandbox supervisor could not set ``no_new_privs`` or install its seccomp filter, so
+    it refused to run anything (envkit never runs sandboxed code unfiltered)."""
+
+
+class IncompatibleDockerPyError(SandboxError):
+    """The installed docker-py lacks a private member envkit's fast exec channel relies on."""
 
 
 class BwrapUnavailableError(SandboxError):

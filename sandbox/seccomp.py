@@ -1,4 +1,6 @@
-"""The seccomp filter of ``LocalSandbox``: a classic BPF program, built here without libseccomp.
+"""envkit's seccomp filters: classic BPF programs, built here without libseccomp.
+
+``deny_filter`` is the filter of ``LocalSandbox``.
 
 bubblewrap loads it (``bwrap --seccomp FD``) just before it runs the command, so every process of
 the sandbox runs under it. It denies, with ``EPERM``, the system calls sandboxed code has no use
@@ -9,11 +11,19 @@ access, ``perf_event_open``, ``userfaultfd``, ``io_uring_*``, the key store (``k
 ``add_key``, ``request_key``), ``bpf``, mounts, kernel modules, ``kexec``, reboot, swap, clocks,
 and file handles. A 32-bit system call kills the process; an x32 one fails with ``ENOSYS``.
 
+``supervisor_filter`` is the filter the in-sandbox supervisor (``_supervisor.py``) stacks on the
+backend's own one (Docker's default profile, or ``deny_filter`` under bubblewrap) before it runs
+anything: it denies ``io_uring_setup/enter/register`` with ``EPERM``. The host builds it once and
+hands the bytes to every supervisor it starts; a supervisor that cannot install it (or
+``no_new_privs``) refuses to run anything, and the host raises ``SandboxSeccompError``.
+
 Example:
     >>> from envkit.sandbox.seccomp import deny_filter
     >>> program = deny_filter("x86_64")
     >>> len(program) % 8, len(program) // 8 < 4096
     (0, True)
+    >>> len(supervisor_filter()) // 8
+    6
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import errno
 import os
 import struct
 
-__all__ = ["DENIED", "SUPPORTED_ARCHES", "deny_filter"]
+__all__ = ["DENIED", "SUPPORTED_ARCHES", "deny_filter", "supervisor_filter"]
 
 # Syscall numbers: x86_64 (asm/unistd_64.h) and aarch64 (asm-generic/unistd.h).
 _NUMBERS: dict[str, dict[str, int]] = {
@@ -74,12 +84,18 @@ _CLONE_NEW_ANY |= 0x20000000 | 0x40000000 | 0x00000080
 _LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
 _JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
 _JGE_K = 0x35  # BPF_JMP | BPF_JGE | BPF_K
+_JGT_K = 0x25  # BPF_JMP | BPF_JGT | BPF_K
 _JSET_K = 0x45  # BPF_JMP | BPF_JSET | BPF_K
 _RET_K = 0x06  # BPF_RET | BPF_K
 
 _RET_ALLOW = 0x7FFF0000
 _RET_KILL_PROCESS = 0x80000000
 _RET_ERRNO = 0x00050000
+_AND_K = 0x54  # BPF_ALU | BPF_AND | BPF_K
+
+# io_uring_setup, io_uring_enter, io_uring_register: the same numbers on every architecture
+# (asm-generic's unified table, also used by x86_64's and i386's).
+_IO_URING = (425, 427)
 
 # offsets in struct seccomp_data (little-endian: the low 32 bits of an argument come first)
 _OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16
@@ -141,3 +157,21 @@ def _jump(at: int, label: str | None, labels: dict[str, int]) -> int:
     if not 0 <= offset <= 255:
         raise AssertionError(f"seccomp jump out of range ({offset})")
     return offset
+
+
+def supervisor_filter() -> bytes:
+    """The supervisor's filter (``struct sock_filter`` bytes): ``io_uring_*`` fail with ``EPERM``.
+
+    The syscall number is compared with its x32 bit cleared, so the x32 variants are denied too.
+    It needs no architecture check: the io_uring numbers are the same on every architecture.
+    """
+    lo, hi = _IO_URING
+    prog = (
+        (_LD_W_ABS, 0, 0, _OFF_NR),  # A = seccomp_data.nr
+        (_AND_K, 0, 0, 0xFFFFFFFF & ~_X32_BIT),  # A &= ~__X32_SYSCALL_BIT
+        (_JGE_K, 0, 2, lo),  # A >= lo: next, else allow
+        (_JGT_K, 1, 0, hi),  # A > hi: allow, else deny
+        (_RET_K, 0, 0, _RET_ERRNO | errno.EPERM),
+        (_RET_K, 0, 0, _RET_ALLOW),
+    )
+    return b"".join(struct.pack("=HBBI", *insn) for insn in prog)  # native byte order

@@ -26,8 +26,10 @@ from envkit.sandbox.errors import (
     SandboxDiedError,
     SandboxError,
     SandboxProtocolError,
+    SandboxSeccompError,
 )
 from envkit.sandbox.result import ExecResult
+from envkit.sandbox.seccomp import supervisor_filter
 
 __all__ = [
     "DeadlineExceeded",
@@ -138,6 +140,8 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "truncated": int,
     "timed_out": int,
     "oom_killed": int,
+    "refused": str,
+    "errno": int,
 }
 
 
@@ -166,6 +170,45 @@ def check_reply(reply: dict[str, Any] | None, spec: Mapping[str, Any]) -> dict[s
     return reply
 
 
+_FILTER_FIX = (
+    "Run sandboxes on a Linux kernel built with seccomp filters (CONFIG_SECCOMP_FILTER; "
+    "`grep Seccomp /proc/self/status` prints nothing without it) and, for Docker, a container "
+    "runtime that lets processes add their own filters (runc, Docker's default, does)."
+)
+_FILTER_CAUSES = {
+    ("seccomp", 22): "the kernel rejected it (EINVAL): it has no seccomp filter support, or the "
+    "filter is malformed",
+    ("seccomp", 13): "the kernel requires no_new_privs first (EACCES)",
+    ("seccomp", 14): "the kernel could not read the filter (EFAULT)",
+    ("seccomp", 12): "the kernel ran out of memory for filters (ENOMEM): too many are stacked",
+    ("no_new_privs", 22): "the kernel does not support no_new_privs (EINVAL, Linux < 3.5)",
+}
+
+
+def seccomp_refusal(reply: Mapping[str, Any], backend: str) -> SandboxSeccompError:
+    """The error for a supervisor that refused to run anything (its reply has ``refused``)."""
+    what, err = str(reply.get("refused")), int(reply.get("errno") or 0)
+    if what == "filter":
+        cause = "envkit handed it no valid filter"
+        fix = "This is a bug in envkit (or a test's deliberately malformed filter): report it."
+    else:
+        step = "no_new_privs" if what == "no_new_privs" else "its seccomp filter"
+        cause = f"it could not set {step}: " + _FILTER_CAUSES.get(
+            (what, err), f"prctl failed with errno {err}"
+        )
+        fix = _FILTER_FIX
+    return SandboxSeccompError(
+        f"The {backend} sandbox refused to run anything because its supervisor could not lock "
+        f"itself down: {cause} ({reply.get('error', '')}). envkit never runs sandboxed code "
+        f"without its seccomp filter (it denies io_uring). {fix}"
+    )
+
+
+@cache
+def _filter() -> bytes:
+    return supervisor_filter()
+
+
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
@@ -190,6 +233,10 @@ class SupervisedSandbox(Sandbox, abc.ABC):
         self._spoiled: str | None = None
         self._tainted: str | None = None
         self._close_lock = threading.Lock()
+        self._seccomp_error: SandboxSeccompError | None = None
+        self._supervisor_filter = _filter()
+        """The seccomp filter every supervisor of this sandbox installs (built once per process,
+        by ``envkit.sandbox.seccomp.supervisor_filter``)."""
 
     # ------------------------------------------------------------------ backend hooks
     @abc.abstractmethod
@@ -265,10 +312,10 @@ class SupervisedSandbox(Sandbox, abc.ABC):
             )
 
     # ------------------------------------------------------------------ supervisor calls
-    @staticmethod
-    def _request(spec: dict[str, Any], payload: Payload = b"") -> bytes:
-        """A one-shot supervisor's stdin: 4-byte length, marshalled spec, payload (joined)."""
-        body = marshal.dumps(spec, 2)
+    def _request(self, spec: dict[str, Any], payload: Payload = b"") -> bytes:
+        """A one-shot supervisor's stdin: 4-byte length, marshalled spec (with the seccomp
+        filter it must install), payload (joined)."""
+        body = marshal.dumps({**spec, "seccomp": self._supervisor_filter}, 2)
         return len(body).to_bytes(4, "big") + body + b"".join(payload_chunks(payload))
 
     def _call(
@@ -288,9 +335,13 @@ class SupervisedSandbox(Sandbox, abc.ABC):
 
         Raises:
             SandboxDiedError: the sandbox is gone.
+            SandboxSeccompError: the supervisor refused to run anything: it could not install
+                its seccomp filter (the sandbox is then broken).
             DeadlineExceeded: no answer within ``deadline`` seconds.
         """
         self._check_open()
+        if self._seccomp_error is not None:
+            raise SandboxSeccompError(str(self._seccomp_error))
         if self._broken is not None:
             raise SandboxDiedError(f"The sandbox {self.name} is unusable: {self._broken}")
         ids = {"rid": secrets.token_hex(16), "uid": self.config.uid, "gid": self.config.gid}
@@ -305,10 +356,15 @@ class SupervisedSandbox(Sandbox, abc.ABC):
         if parsed is None:
             return None, raw
         try:
-            return check_reply(parsed, spec), raw
+            reply = check_reply(parsed, spec)
         except SandboxProtocolError as e:
             self.taint(str(e))
             return None, RawReply(b"", str(e).encode(), raw.exit_code, tainted=True)
+        if reply.get("refused"):
+            self._seccomp_error = seccomp_refusal(reply, self.kind)
+            self.mark_broken(str(self._seccomp_error))
+            raise self._seccomp_error
+        return reply, raw
 
     def _env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         env = {**BASE_ENV, "HOME": self.config.workdir, **self.config.env}
