@@ -8,11 +8,18 @@ but the four it needs to run commands as the sandbox user), so sandboxed code ca
 nor inspect it. Only envkit holds the attached stream, and every reply must echo its request's
 random id; bytes that arrive when no reply is due (forged into the stream) make the channel
 *compromised*: it is closed and the sandbox tainted, so a pool replaces it.
+
+Attaching to an exec while keeping its HTTP response needs three private members of docker-py's
+``APIClient`` and the ``_sock`` of the socket wrapper it returns. They are listed in one place,
+``DOCKER_PY_PRIVATE``, and checked once per client class at first use (``check_docker_py``): a
+docker-py without them fails with ``IncompatibleDockerPyError`` naming the missing member, the
+installed version and the tested ones, never with a bare ``AttributeError`` mid-episode.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import marshal
 import select
 import socket
@@ -21,9 +28,76 @@ import threading
 import time
 from typing import Any
 
+from envkit.sandbox.errors import IncompatibleDockerPyError
 from envkit.sandbox.supervised import DeadlineExceeded, Payload, RawReply, payload_chunks
 
-__all__ = ["ChannelCompromised", "SupervisorChannel", "attach_exec"]
+__all__ = [
+    "DOCKER_PY_PRIVATE",
+    "DOCKER_PY_TESTED",
+    "ChannelCompromised",
+    "SupervisorChannel",
+    "attach_exec",
+    "check_docker_py",
+]
+
+DOCKER_PY_TESTED = "7.1.0 (pyproject.toml requires docker>=7)"
+"""The docker-py versions ``make test`` runs the sandbox tests on."""
+
+DOCKER_PY_PRIVATE: dict[str, str] = {
+    "APIClient._post_json": "POST /exec/{id}/start with the connection upgraded, keeping the "
+    "HTTP response (exec_start(socket=True) drops it on unix sockets)",
+    "APIClient._url": "the URL of that request",
+    "APIClient._get_raw_response_socket": "the response's hijacked socket",
+    "<raw response socket>._sock": "the socket.socket inside the SocketIO wrapper it returns",
+}
+"""Every private docker-py member envkit uses, and what for. Nothing else in envkit uses one."""
+
+_API_MEMBERS = ("_post_json", "_url", "_get_raw_response_socket")
+_SOCKET_METHODS = ("sendall", "recv", "settimeout", "fileno", "shutdown", "close")
+_VERIFIED: set[type] = set()
+
+
+def _installed_docker_py() -> str:
+    try:
+        return importlib.metadata.version("docker")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _incompatible(missing: str) -> IncompatibleDockerPyError:
+    return IncompatibleDockerPyError(
+        f"envkit's Docker exec channel cannot work with the installed docker-py: {missing} is "
+        f"missing. Installed: docker {_installed_docker_py()}. Tested: docker {DOCKER_PY_TESTED}. "
+        "Install a tested version: pip install 'docker==7.1.0'."
+    )
+
+
+def check_docker_py(api: Any) -> None:
+    """Verifies that ``api`` (docker-py's ``APIClient``) has the private members envkit uses
+    (``DOCKER_PY_PRIVATE``); passes at once for a class already verified.
+
+    Raises:
+        IncompatibleDockerPyError: one is missing; the message names it, the installed
+            docker-py version and the tested ones.
+    """
+    cls = type(api)
+    if cls in _VERIFIED:
+        return
+    for member in _API_MEMBERS:
+        if not callable(getattr(api, member, None)):
+            raise _incompatible(f"{cls.__module__}.{cls.__qualname__}.{member}")
+    _VERIFIED.add(cls)
+
+
+def _raw_socket(wrapper: Any) -> socket.socket:
+    """The socket inside what ``APIClient._get_raw_response_socket`` returned."""
+    sock = wrapper if isinstance(wrapper, socket.socket) else getattr(wrapper, "_sock", None)
+    if sock is None or not all(callable(getattr(sock, m, None)) for m in _SOCKET_METHODS):
+        raise _incompatible(
+            f"the '_sock' socket of the {type(wrapper).__qualname__} returned by "
+            "APIClient._get_raw_response_socket"
+        )
+    return sock  # type: ignore[no-any-return]
 
 
 class ChannelCompromised(Exception):
@@ -39,14 +113,19 @@ class AttachedExec:
     def __init__(self, api: Any, exec_id: str) -> None:
         # docker-py's exec_start(socket=True) drops the HTTP response on unix sockets, which then
         # cannot be closed cleanly; this is the same request, keeping the response.
+        check_docker_py(api)
         self.response = api._post_json(
             api._url("/exec/{0}/start", exec_id),
             headers={"Connection": "Upgrade", "Upgrade": "tcp"},
             data={"Tty": False, "Detach": False},
             stream=True,
         )
-        wrapper = api._get_raw_response_socket(self.response)
-        self.sock: socket.socket = getattr(wrapper, "_sock", wrapper)
+        try:
+            self.sock: socket.socket = _raw_socket(api._get_raw_response_socket(self.response))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.response.close()
+            raise
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -56,7 +135,11 @@ class AttachedExec:
 
 
 def attach_exec(api: Any, exec_id: str) -> AttachedExec:
-    """Starts exec ``exec_id`` with stdin/stdout/stderr attached; returns its stream."""
+    """Starts exec ``exec_id`` with stdin/stdout/stderr attached; returns its stream.
+
+    Raises:
+        IncompatibleDockerPyError: the installed docker-py lacks a member this relies on.
+    """
     return AttachedExec(api, exec_id)
 
 
@@ -68,9 +151,13 @@ class SupervisorChannel:
         container_id: The container.
         argv: The command that starts the supervisor.
         user: The uid:gid it runs as.
+        seccomp: The seccomp filter the supervisor must install before it serves anything
+            (``envkit.sandbox.seccomp.supervisor_filter``); it refuses every request without it.
     """
 
-    def __init__(self, api: Any, container_id: str, argv: list[str], user: str) -> None:
+    def __init__(
+        self, api: Any, container_id: str, argv: list[str], user: str, *, seccomp: bytes
+    ) -> None:
         exec_id = api.exec_create(
             container_id, argv, stdin=True, stdout=True, stderr=True, tty=False, user=user
         )["Id"]
@@ -81,7 +168,7 @@ class SupervisorChannel:
         self._stderr = bytearray()
         self.dead = False
         self.lock = threading.Lock()
-        hello = marshal.dumps({"op": "serve"}, 2)
+        hello = marshal.dumps({"op": "serve", "seccomp": seccomp}, 2)
         try:
             self._sock.settimeout(10.0)
             self._sock.sendall(len(hello).to_bytes(4, "big") + hello)
