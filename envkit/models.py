@@ -275,7 +275,7 @@ def _load_smollm2() -> tuple[Any, Any]:
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=torch.float32, **kwargs)
     # The weights are de-quantized floats now; without this, peft and trainers treat the
     # model as quantized (and refuse to train it or try to prepare it for k-bit training).
-    from envkit.trainers._compat import remove_quantization
+    from envkit._compat_hf import remove_quantization
 
     remove_quantization(model)
     # SmolLM2's GGUF template renders neither tools nor `content: None`; this one renders plain

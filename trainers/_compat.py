@@ -22,6 +22,9 @@ import importlib
 import inspect
 from typing import Any
 
+# The inference layer's compat helpers live below the trainer; re-exported for older imports.
+from envkit._compat_hf import continuous_batching_available, remove_quantization
+
 __all__ = [
     "TESTED",
     "IncompatibleVersionError",
@@ -215,47 +218,6 @@ def use_adapter(model: Any, adapter_name: str | None) -> Any:
     from trl.trainer.utils import use_adapter as trl_use_adapter
 
     return trl_use_adapter(model, adapter_name=adapter_name)
-
-
-def remove_quantization(model: Any, *, only: str | None = None) -> None:
-    """Drops transformers' quantization config of a model whose weights are floats already.
-
-    Used for GGUF checkpoints, which transformers de-quantizes on load but still marks as
-    quantized (peft and trainers would then refuse or try to prepare it for k-bit training).
-
-    Args:
-        model: A transformers model.
-        only: Remove only when the quantizer's class name contains this (e.g. ``"gguf"``).
-    """
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is None:
-        return
-    if only is not None and only not in type(quantizer).__name__.lower():
-        return
-    if hasattr(quantizer, "remove_quantization_config"):
-        quantizer.remove_quantization_config(model)
-    else:  # older transformers: the attributes remove_quantization_config clears
-        for attr in ("hf_quantizer", "is_quantized", "quantization_method"):
-            if hasattr(model, attr):
-                with_default = None if attr == "hf_quantizer" else False
-                setattr(model, attr, with_default)
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-
-
-def continuous_batching_available() -> bool:
-    """Whether the installed transformers has continuous batching that returns log-probabilities.
-
-    (``init_continuous_batching`` and ``ContinuousBatchingConfig(return_logprobs=...)``;
-    transformers 5.17 and 5.24 have them, 4.56 has neither.)
-    """
-    try:
-        from transformers import GenerationMixin
-        from transformers.generation import ContinuousBatchingConfig
-    except ImportError:
-        return False
-    fields = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
-    return hasattr(GenerationMixin, "init_continuous_batching") and "return_logprobs" in fields
 
 
 def vllm_engine(trainer: Any) -> Any:

@@ -26,7 +26,7 @@ __all__ = ["ContinuousEngine", "unsupported_reason"]
 
 def unsupported_reason(temperature: float, top_p: float, top_k: int) -> str | None:
     """Why the continuous engine cannot serve these settings exactly (``None``: it can)."""
-    from envkit.trainers._compat import continuous_batching_available
+    from envkit._compat_hf import continuous_batching_available
 
     if not continuous_batching_available():
         import transformers
