@@ -1,25 +1,118 @@
-"""Summary statistics of rollouts: mean reward, pass@k, outcome counts, timing.
+"""Summary statistics of rollouts (mean reward, pass@k, outcome counts, timing) and how
+per-process metrics are merged.
+
+A module that produces metrics declares each one's reduction next to it, as a mapping from
+metric name (``*`` matches any text, ``/`` included) to ``"mean"``, ``"max"``, ``"min"`` or
+``"sum"``; ``merge_metrics`` combines the values of several processes by it. A metric nobody
+declared is averaged (``DEFAULT_REDUCTION``).
 
 Example:
-    >>> from envkit.metrics import pass_at_k
+    >>> from envkit.metrics import merge_metrics, pass_at_k
     >>> pass_at_k(n=4, c=1, k=1)
     0.25
     >>> round(pass_at_k(n=4, c=1, k=2), 3)
     0.5
+    >>> merge_metrics([{"lag/max": 1.0, "n": 2.0}, {"lag/max": 3.0, "n": 5.0}],
+    ...               {"lag/max": "max", "n": "sum"})
+    {'lag/max': 3.0, 'n': 7.0}
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
 from envkit.types import TrajectoryGroup
 
-__all__ = ["RolloutSummary", "pass_at_k", "summarize"]
+__all__ = [
+    "DEFAULT_REDUCTION",
+    "Reduction",
+    "RolloutSummary",
+    "merge_metrics",
+    "pass_at_k",
+    "reduction_of",
+    "summarize",
+]
+
+Reduction = Literal["mean", "max", "min", "sum"]
+"""How the values of one metric from several processes become one value."""
+
+DEFAULT_REDUCTION: Reduction = "mean"
+"""The reduction of a metric that no declaration names."""
+
+_REDUCTIONS: tuple[str, ...] = get_args(Reduction)
+
+
+def reduction_of(name: str, reductions: Mapping[str, Reduction]) -> Reduction:
+    """The declared reduction of metric ``name``.
+
+    An exact key wins; else the matching ``*`` pattern with the most literal characters; else
+    ``DEFAULT_REDUCTION``.
+
+    Example:
+        >>> decl = {"env/*/episodes": "sum", "reward/*": "mean", "reward/best": "max"}
+        >>> reduction_of("env/a/b/episodes", decl), reduction_of("reward/best", decl)
+        ('sum', 'max')
+        >>> reduction_of("something/new", decl)
+        'mean'
+    """
+    if name in reductions:
+        return reductions[name]
+    matches = [
+        (len(pattern.replace("*", "")), how)
+        for pattern, how in reductions.items()
+        if "*" in pattern and fnmatch.fnmatchcase(name, pattern)
+    ]
+    return max(matches, key=lambda m: m[0])[1] if matches else DEFAULT_REDUCTION
+
+
+def merge_metrics(
+    parts: Sequence[Mapping[str, float]], reductions: Mapping[str, Reduction]
+) -> dict[str, float]:
+    """Merges the metrics of several processes, each by its declared reduction.
+
+    Non-finite values (NaN: nothing to measure on that process) are left out; a metric with no
+    finite value on any process is NaN.
+
+    Args:
+        parts: One ``{name: value}`` dict per process.
+        reductions: Declared reductions (see ``reduction_of``).
+
+    Raises:
+        ValueError: a declaration names a reduction other than mean, max, min or sum.
+    """
+    bad = {k: v for k, v in reductions.items() if v not in _REDUCTIONS}
+    if bad:
+        raise ValueError(
+            f"unknown metric reductions {bad}; declare each metric as one of "
+            f"{', '.join(_REDUCTIONS)}"
+        )
+    values: dict[str, list[float]] = {}
+    for part in parts:
+        for key, value in part.items():
+            values.setdefault(key, [])
+            if isinstance(value, int | float) and math.isfinite(value):
+                values[key].append(float(value))
+    out: dict[str, float] = {}
+    for key, finite in values.items():
+        how = reduction_of(key, reductions)
+        if not finite:
+            out[key] = math.nan
+        elif how == "sum":
+            out[key] = float(sum(finite))
+        elif how == "max":
+            out[key] = max(finite)
+        elif how == "min":
+            out[key] = min(finite)
+        else:
+            out[key] = sum(finite) / len(finite)
+    return out
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -22,9 +22,11 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from envkit.metrics import Reduction
 from envkit.types import Trajectory, TrajectoryGroup
 
 __all__ = [
+    "STEP_DIAGNOSTICS",
     "collapse_warning",
     "distinct_ngrams",
     "group_signal",
@@ -32,6 +34,30 @@ __all__ = [
     "pairwise_similarity",
     "step_diagnostics",
 ]
+
+
+STEP_DIAGNOSTICS: dict[str, Reduction] = {
+    "reward/mean": "mean",
+    "reward/std": "mean",
+    "reward/known_frac": "mean",
+    "reward/*": "mean",  # per-component means of a Rubric
+    "groups/zero_variance_frac": "mean",
+    "groups/judge_error": "sum",
+    "groups/with_signal_frac": "mean",
+    "episodes/failed": "sum",
+    "episodes/truncated_frac": "mean",
+    "completion/tokens_mean": "mean",
+    "completion/tokens_max": "max",
+    "completion/turns_mean": "mean",
+    "completion/cut_by_length_frac": "mean",
+    "entropy/sampled_nll": "mean",
+    "diversity/distinct_2": "mean",
+    "diversity/pairwise_similarity": "mean",
+    "diversity/collapsed_groups_frac": "mean",
+    "judge/hacking_flagged_frac": "mean",
+}
+"""The metrics of ``step_diagnostics`` and how a multi-process run merges each
+(``envkit.metrics.merge_metrics``)."""
 
 
 def group_signal(group: TrajectoryGroup) -> str:

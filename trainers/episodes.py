@@ -46,8 +46,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from envkit.metrics import Reduction, merge_metrics
 from envkit.trainers.config import GRPOConfig
-from envkit.trainers.diagnostics import step_diagnostics
+from envkit.trainers.diagnostics import STEP_DIAGNOSTICS, step_diagnostics
 from envkit.trainers.run_dir import RunDir
 from envkit.trainers.sequences import RenderedSequence, SequenceError, render_trajectory
 from envkit.types import TrajectoryGroup
@@ -498,35 +499,38 @@ def _settle(future: concurrent.futures.Future[Any]) -> None:
     concurrent.futures.wait([future])  # its outcome (even an error) does not matter
 
 
-_SUMMED = ("groups/judge_error", "episodes/failed", "sequences/")
+STEP_METRICS: dict[str, Reduction] = {
+    "sequences/render_errors": "sum",
+    "sequences/rerendered_turns": "sum",
+    "staleness/mean": "mean",
+    "staleness/max": "max",
+    "staleness/prefetch_miss": "max",  # 1 when any process replayed a mispredicted step
+    # The step waits for its slowest process.
+    "time/rollout_s": "max",
+    "time/reward_s": "max",
+    "time/rollout_wait_s": "max",
+}
+"""The metrics ``EpisodeSource`` adds to ``step_diagnostics``' and how a multi-process run
+merges each."""
+
+
+def step_metric_reductions() -> dict[str, Reduction]:
+    """Every declared reduction of a step's metrics (diagnostics, per-env, the source's own)."""
+    from envkit.trainers.mixture import PER_ENV_METRICS
+
+    return {**STEP_DIAGNOSTICS, **PER_ENV_METRICS, **STEP_METRICS}
 
 
 def _merge_across_processes(metrics: dict[str, float]) -> dict[str, float]:
-    """Combines every process's step metrics: counts add up, the rest is averaged.
+    """Combines every process's step metrics, each by its declared reduction.
 
-    Each process plays the same number of episodes, so the mean of the processes' means is the
-    mean over all episodes.
+    Counts add up, maxima take the max, times the slowest process, means are averaged (each
+    process plays the same number of episodes, so the mean of the processes' means is the mean
+    over all episodes); an undeclared metric is averaged.
     """
-    import math
-
     from accelerate.utils import gather_object
 
-    merged: dict[str, list[float]] = {}
-    for part in gather_object([metrics]):
-        for key, value in part.items():
-            merged.setdefault(key, []).append(value)
-    out = {}
-    for key, values in merged.items():
-        finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
-        if key.startswith(_SUMMED) or (
-            key.startswith("env/") and key.endswith(("/episodes", "/groups"))
-        ):
-            out[key] = float(sum(finite))
-        elif key.endswith("_max"):
-            out[key] = max(finite) if finite else math.nan
-        else:
-            out[key] = sum(finite) / len(finite) if finite else math.nan
-    return out
+    return merge_metrics(gather_object([metrics]), step_metric_reductions())
 
 
 def _placeholder(traj: Any, stop_token_ids: Sequence[int]) -> RenderedSequence:

@@ -33,7 +33,25 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["EnvMixture", "MixtureEntry", "metric_name", "parse_env_weight", "per_env_metrics"]
+from envkit.metrics import Reduction
+
+__all__ = [
+    "PER_ENV_METRICS",
+    "EnvMixture",
+    "MixtureEntry",
+    "metric_name",
+    "parse_env_weight",
+    "per_env_metrics",
+]
+
+PER_ENV_METRICS: dict[str, Reduction] = {
+    "env/*/reward/mean": "mean",
+    "env/*/episodes": "sum",
+    "env/*/groups": "sum",
+    "env/*/groups/zero_variance_frac": "mean",
+}
+"""The metrics of ``per_env_metrics`` and how a multi-process run merges each
+(``envkit.metrics.merge_metrics``)."""
 
 EnvLike = str | Callable[..., Any]
 
