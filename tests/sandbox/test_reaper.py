@@ -17,8 +17,14 @@ from envkit.sandbox import DockerSandbox, SandboxConfig, SandboxDiedError, reape
 
 pytestmark = pytest.mark.docker
 
+# The owner starts with the dispositions of an interactive program, whatever it inherited: run
+# as `nohup make test &`, SIGHUP and SIGINT arrive ignored, and an owner that ignores them rightly
+# survives them (test_owner_that_ignores_a_signal_keeps_its_containers).
 OWNER_SCRIPT = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGHUP, signal.SIG_IGN if sys.argv[1] == "nohup" else signal.SIG_DFL)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 from envkit.sandbox import DockerSandbox
 from envkit.sandbox.pool import SandboxPool
 sb = DockerSandbox()
@@ -64,11 +70,39 @@ def test_owner_exit_removes_its_containers(
     docker_client: Any, container_state: Any, mode: str, sig: int | None
 ) -> None:
     proc, ids = _start_owner(mode)
-    if sig is not None:
-        assert all(container_state(i)["Running"] for i in ids)
-        proc.send_signal(sig)
-    proc.wait(timeout=60)
+    try:
+        if sig is not None:
+            assert all(container_state(i)["Running"] for i in ids)
+            proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        _end(proc)
     assert _wait_gone(container_state, ids) == []
+
+
+def test_owner_that_ignores_a_signal_keeps_its_containers(
+    docker_client: Any, container_state: Any
+) -> None:
+    """A program run under ``nohup`` ignores SIGHUP: envkit's reaper must not turn the ignored
+    signal into an exit (it would kill a training run whose terminal closed)."""
+    proc, ids = _start_owner("nohup")
+    try:
+        proc.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)
+        assert all(container_state(i)["Running"] for i in ids)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        _end(proc)
+    assert _wait_gone(container_state, ids) == []
+
+
+def _end(proc: subprocess.Popen[str]) -> None:
+    """Kills an owner a failed test left running (its containers are then reaped by others)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 def test_killed_owner_is_reaped_by_cleanup(docker_client: Any, container_state: Any) -> None:
