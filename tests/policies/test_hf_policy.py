@@ -581,3 +581,140 @@ def test_unknown_engine_is_rejected(fresh):
     with pytest.raises(ValueError, match="engine must be 'auto', 'padded' or 'continuous'"):
         HFPolicy(model, tok, engine="paged")
     assert HFPolicy(model, tok).runtime["engine"] == "padded"
+
+
+# ------------------------------------------------------------------ the public generation call
+
+
+def test_generate_ids_gives_each_request_its_own_sampling_parameters(fresh):
+    from envkit.policies.hf import IdsRequest, SamplingParams
+
+    model, tok = fresh
+    counter = CountingGenerate(model)
+    policy = HFPolicy(model, tok, max_new_tokens=12, seed=0)
+    ids = policy.render(request("the same prompt"))
+    greedy3 = SamplingParams(max_tokens=3, temperature=0)
+    hot = SamplingParams(max_tokens=6, temperature=0.7, seed=5)
+    a, b, c, d = policy.generate_ids(
+        [IdsRequest(ids, greedy3), IdsRequest(ids, hot), IdsRequest(ids, greedy3), IdsRequest(ids)]
+    )
+    # three parameter sets: three batches, never mixed (the two greedy3 requests share one)
+    assert sorted(counter.batch_sizes) == [1, 1, 2]
+    assert policy.stats.batches == 3 and policy.stats.requests == 4
+    assert a.token_ids == c.token_ids and len(a.token_ids) == 3 and a.finish_reason == "length"
+    alone = HFPolicy(model, tok, max_new_tokens=3, temperature=0).generate_ids([IdsRequest(ids)])
+    assert a.token_ids == alone[0].token_ids
+    assert 1 <= len(b.token_ids) <= 6 and 1 <= len(d.token_ids) <= 12
+    for completion, temperature in ((a, 1.0), (b, 0.7), (d, 1.0)):
+        assert completion.prompt_token_ids == ids
+        expected = rescore(model, ids, completion.token_ids, temperature)
+        assert completion.logprobs == pytest.approx(expected, abs=2e-4)
+
+
+def test_generate_ids_per_request_stop_tokens_and_seeds(tiny):
+    from envkit.policies.hf import IdsRequest, SamplingParams
+
+    policy = HFPolicy(*tiny, max_new_tokens=8)
+    ids = policy.render(request("stop me"))
+    [free] = policy.generate_ids([IdsRequest(ids, SamplingParams(max_tokens=8, temperature=0))])
+    second = free.token_ids[1]
+    [cut] = policy.generate_ids(
+        [IdsRequest(ids, SamplingParams(max_tokens=8, temperature=0, stop_token_ids=[second]))]
+    )
+    first = free.token_ids.index(second)  # greedy tiny-random may repeat a token
+    assert cut.token_ids == free.token_ids[: first + 1] and cut.finish_reason == "stop"
+
+    def sample(seed: int) -> list[int]:
+        params = SamplingParams(max_tokens=8, seed=seed)
+        return policy.generate_ids([IdsRequest(ids, params)])[0].token_ids
+
+    assert sample(1) == sample(1)
+    assert sample(1) != sample(2)
+
+
+def test_generate_ids_picks_the_adapter_per_request(fresh, lora_dir):
+    from envkit.policies.hf import IdsRequest, SamplingParams
+
+    model, tok = fresh
+    policy = HFPolicy(model, tok, max_new_tokens=6, temperature=0)
+    ids = policy.render(request("same prompt"))
+    [base] = policy.generate_ids([IdsRequest(ids)])
+    policy.load_adapter(lora_dir, "a")
+    policy.use_adapter(None)  # requests without an adapter: the base model
+    params = SamplingParams(max_tokens=6, temperature=0)
+    tuned, plain = policy.generate_ids(
+        [IdsRequest(ids, params, adapter="a"), IdsRequest(ids, params)]
+    )
+    assert plain.token_ids == base.token_ids
+    assert tuned.token_ids != base.token_ids
+    assert tuned.logprobs == pytest.approx(
+        rescore(policy.model, ids, tuned.token_ids), abs=2e-4
+    )  # the active adapter after the call is "a", whose logprobs these are
+    assert policy.stats.batches_by_adapter == {"": 2, "a": 1}
+    policy.unload_adapter("a")
+    assert policy.adapters == []
+    assert policy.generate_ids([IdsRequest(ids)])[0].token_ids == base.token_ids
+    with pytest.raises(ValueError, match="no adapter named 'a'"):
+        policy.generate_ids([IdsRequest(ids, adapter="a")])
+    with pytest.raises(ValueError, match="no adapter named 'a'"):
+        policy.unload_adapter("a")
+
+
+def test_episodes_and_generate_ids_go_through_the_one_sampling_backend(tiny):
+    from envkit.policies.hf import IdsRequest, Sample
+
+    class Recording(HFPolicy):
+        """The ``sample_batch`` hook is the only backend: record what reaches it."""
+
+        seen: list[Any]
+
+        def sample_batch(self, requests: Any) -> list[Sample]:
+            self.seen = [*getattr(self, "seen", []), *requests]
+            return super().sample_batch(requests)
+
+    policy = Recording(*tiny, max_new_tokens=3, temperature=0)
+    [episode] = policy.generate([request("hi")])
+    [direct] = policy.generate_ids([IdsRequest(episode.prompt_token_ids)])
+    assert [r.prompt_ids for r in policy.seen] == [tuple(episode.prompt_token_ids)] * 2
+    assert policy.seen[0].params == policy.sampling_params()
+    assert direct.token_ids == episode.token_ids
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_tokens": 0}, r"max_tokens must be >= 1"),
+        ({"max_tokens": "8"}, r"max_tokens must be >= 1 \(an int\), got '8'"),
+        ({"temperature": -0.5}, "temperature must be >= 0"),
+        ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+        ({"top_k": -1}, "top_k must be >= 0"),
+        ({"stop_token_ids": "abc"}, "stop_token_ids must be a sequence of token ids"),
+        ({"stop_token_ids": [1, -2]}, r"stop_token_ids must be token ids \(ints >= 0\)"),
+        ({"seed": 1.5}, "seed must be an int or None"),
+    ],
+)
+def test_bad_sampling_params_are_rejected_when_built(kwargs, match):
+    from envkit.policies.hf import SamplingParams
+
+    with pytest.raises(ValueError, match="invalid SamplingParams: " + match):
+        SamplingParams(**kwargs)
+
+
+def test_bad_ids_requests_are_clear_errors(fresh):
+    from envkit.policies.hf import IdsRequest, SamplingParams
+
+    with pytest.raises(ValueError, match="prompt_ids is empty"):
+        IdsRequest([])
+    with pytest.raises(ValueError, match=r"prompt_ids must be token ids.*\[-1\]"):
+        IdsRequest([3, -1])
+    with pytest.raises(ValueError, match="prompt_ids must be a sequence of token ids, got str"):
+        IdsRequest("hello")
+    with pytest.raises(ValueError, match="params must be a SamplingParams or None, got dict"):
+        IdsRequest([1], {"max_tokens": 3})  # type: ignore[arg-type]
+    model, tok = fresh
+    model.config.max_position_embeddings = 64
+    policy = HFPolicy(model, tok)
+    with pytest.raises(TypeError, match="takes IdsRequest items, got GenerationRequest"):
+        policy.generate_ids([request("hi")])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="exceeds the model's context of 64 tokens"):
+        policy.generate_ids([IdsRequest([1] * 10, SamplingParams(max_tokens=60))])
