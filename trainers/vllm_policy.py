@@ -10,7 +10,7 @@ on token ids, so the sampled token ids are used verbatim in training.
 vLLM must return the sampled tokens' log-probabilities (``SamplingParams(logprobs=0)``); when it
 returns none, or not for every sampled token, ``sample_batch`` raises ``VLLMLogprobsError``
 rather than training on made-up values. The tests drive it with a stand-in for ``vllm.LLM``
-(``tests/trainers/test_vllm_policy.py``); ``benchmarks/gpu_check.py`` runs it on a real vLLM
+(``tests/policies/test_vllm_policy.py``); ``benchmarks/gpu_check.py`` runs it on a real vLLM
 engine whenever ``vllm`` is importable.
 """
 
