@@ -2,12 +2,16 @@
 
 Steps: the CUDA tests (``pytest -m gpu``), a 4-step ``envkit train`` through the CLI on a saved
 random-init model directory, ``bench_train_gpu.py`` at 8x8x64 and 16x8x256, the engine
-comparison (``bench_engines.py``) and a multi-turn ``envkit eval`` of GuessNumber. Each step runs
-in its own process with a time limit; a failed step is reported with its last output line and
-the others still run.
+comparison (``bench_engines.py``), a multi-turn ``envkit eval`` of GuessNumber and, whenever
+``vllm`` is importable, ``VLLMPolicy`` on a real ``vllm.LLM`` (a few prompts sampled through
+``HFPolicy``'s public call; ids and log-probabilities non-empty and finite, and equal to an HF
+forward pass within ``--vllm-tol``); without vllm that row says "skipped: vllm not installed".
+Each step runs in its own process with a time limit; a failed step is reported with its last
+output line and the others still run.
 
     python benchmarks/gpu_check.py                 # on the CUDA machine
     python benchmarks/gpu_check.py --device cpu    # the same steps, small, on the CPU (a dry run)
+    python benchmarks/gpu_check.py --vllm-only     # only the VLLMPolicy row
 
 On a machine without trl/datasets/gymnasium/pydantic, carry ``.gpu/`` made by
 ``shared/gpu/prepare.sh``: its wheels are installed into /tmp/site (PYTHONPATH) first and its
@@ -95,6 +99,83 @@ def steps(args: argparse.Namespace, model_dir: Path, tok: str | None) -> list[tu
     return plan
 
 
+def vllm_available(env: dict[str, str]) -> bool:
+    """Whether ``vllm`` is importable by the steps' interpreter (with ``env``'s PYTHONPATH)."""
+    code = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"
+    return subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+def vllm_step(
+    args: argparse.Namespace, model_dir: Path, env: dict[str, str]
+) -> tuple[str, str, int] | str:
+    """The ``VLLMPolicy`` check as ``(name, command, limit)``, or why it is skipped."""
+    if not vllm_available(env):
+        return "skipped: vllm not installed"
+    if args.device == "cpu":
+        return "skipped: vllm is installed but the dry run has no CUDA device"
+    py = shlex.quote(sys.executable)
+    command = (
+        f"{py} benchmarks/gpu_check.py --vllm-check {shlex.quote(str(model_dir))} "
+        f"--device {args.device} --vllm-tol {args.vllm_tol}"
+    )
+    return (VLLM_ROW, command, 300)
+
+
+VLLM_ROW = "VLLMPolicy on vllm.LLM"
+
+
+def vllm_check(model_dir: str, device: str, tol: float, prompts: int = 4, tokens: int = 16) -> None:
+    """Samples ``prompts`` conversations with ``VLLMPolicy`` on a real ``vllm.LLM``; checks them.
+
+    Raises:
+        AssertionError: no tokens, missing or non-finite log-probabilities, or log-probabilities
+            further than ``tol`` from an HF forward pass over the same tokens (temperature 1).
+    """
+    import math
+
+    import torch
+    from vllm import LLM
+
+    from envkit.models import load_model
+    from envkit.trainers.vllm_policy import VLLMPolicy
+    from envkit.types import GenerationRequest, Message
+
+    llm = LLM(
+        model=model_dir,
+        dtype="float16",
+        gpu_memory_utilization=0.3,
+        enforce_eager=True,
+        max_model_len=1024,
+        seed=0,
+    )
+    model, tok = load_model(model_dir, device=device, dtype=torch.float32)
+    policy = VLLMPolicy(llm, model, tok, max_new_tokens=tokens, temperature=1.0, seed=0)
+    questions = ["What is 2 + 2?", "Name a colour.", "Say hi.", "Count to three."]
+    requests = [
+        GenerationRequest(messages=[Message(role="user", content=questions[i % 4])])
+        for i in range(prompts)
+    ]
+    completions = policy.generate(requests)
+    worst, total, count = 0.0, 0.0, 0
+    for c in completions:
+        ids, logprobs = c.token_ids or [], c.logprobs or []
+        assert ids and len(ids) == len(logprobs), (ids, logprobs)
+        assert all(math.isfinite(x) and x <= 0 for x in logprobs), logprobs
+        prompt = c.prompt_token_ids or []
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + ids], device=model.device)).logits[0].float()
+        ref = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
+        expected = ref.gather(1, torch.tensor(ids, device=ref.device)[:, None])[:, 0].tolist()
+        diffs = [abs(a - b) for a, b in zip(logprobs, expected, strict=True)]
+        worst, total, count = max(worst, *diffs), total + sum(diffs), count + len(diffs)
+    assert worst <= tol, f"vLLM logprobs differ from the HF forward pass by up to {worst:.3g}"
+    print(
+        f"vllm: {len(completions)} prompts, {count} tokens, |logprob - HF| mean "
+        f"{total / count:.2e} max {worst:.2e} (tol {tol})",
+        flush=True,
+    )
+
+
 def run_step(name: str, command: str, limit: int, env: dict[str, str]) -> tuple[str, float, str]:
     """Runs one check; returns (status, seconds, the last meaningful output line)."""
     start = time.perf_counter()
@@ -112,7 +193,17 @@ def run_step(name: str, command: str, limit: int, env: dict[str, str]) -> tuple[
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"$ {command}\n{output}", encoding="utf-8")
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    keys = ("=>", "x)", "passed", "failed", "continuous /", "tokens/s", "adapter:", "wall s")
+    keys = (
+        "=>",
+        "x)",
+        "passed",
+        "failed",
+        "continuous /",
+        "tokens/s",
+        "adapter:",
+        "wall s",
+        "vllm:",
+    )
     figure = next((ln for ln in reversed(lines) if any(k in ln for k in keys)), "")
     if status != "ok":
         figure = lines[-1] if lines else ""
@@ -124,7 +215,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (dry run)")
     parser.add_argument("--tokenizer", default=None, help="default: .gpu/tok when it exists")
+    parser.add_argument("--vllm-tol", type=float, default=0.1, help="most |logprob - HF| allowed")
+    parser.add_argument("--vllm-only", action="store_true", help="run the VLLMPolicy row only")
+    parser.add_argument("--vllm-check", metavar="MODEL_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.vllm_check:  # the VLLMPolicy step, run in its own process by the table
+        vllm_check(args.vllm_check, args.device, args.vllm_tol)
+        return
     env = dict(os.environ)
     env.update(HF_HUB_OFFLINE="1", LITELLM_LOCAL_MODEL_COST_MAP="True")
     env.update(TOKENIZERS_PARALLELISM="false", TRL_EXPERIMENTAL_SILENCE="1")
@@ -136,9 +233,14 @@ def main() -> None:
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(save_model(model_dir, args.device, tok), shell=True, env=env, check=True)
     total = time.perf_counter()
-    rows = [
-        (name, *run_step(name, cmd, limit, env)) for name, cmd, limit in steps(args, model_dir, tok)
-    ]
+    plan = [] if args.vllm_only else steps(args, model_dir, tok)
+    rows = [(name, *run_step(name, cmd, limit, env)) for name, cmd, limit in plan]
+    vllm = vllm_step(args, model_dir, env)
+    if isinstance(vllm, str):
+        print(f"[{vllm}] {VLLM_ROW}", flush=True)
+        rows.append((VLLM_ROW, vllm, 0.0, ""))
+    else:
+        rows.append((vllm[0], *run_step(*vllm, env)))
     device = subprocess.run(
         [
             sys.executable,
@@ -154,7 +256,7 @@ def main() -> None:
     print("| check | status | s | figure |\n|---|---|---|---|")
     for name, status, seconds, figure in rows:
         print(f"| {name} | {status} | {seconds:.0f} | {figure.replace('|', '/')} |")
-    if any(status != "ok" for _, status, _, _ in rows):
+    if any(status != "ok" and not status.startswith("skipped") for _, status, _, _ in rows):
         sys.exit(1)
 
 
