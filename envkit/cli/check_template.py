@@ -2,7 +2,8 @@
 
 Renders a scripted tool episode through the model's chat template (see
 ``envkit.toolcalls.template_check``) and prints which turns keep the prefix property, which tool
-calls round-trip, and what the loss mask covers. Exits 1 when a check fails, 2 on bad input.
+calls round-trip, and what the loss mask covers, with the trainer's own renderer and stop tokens
+(``envkit.chat_render``, ``envkit._tokens``). Exits 1 when a check fails, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ err_console = Console(stderr=True)
 
 def load_tokenizer(spec: str) -> tuple[Any, list[int] | None]:
     """The tokenizer of a bundled model name or a local model directory (``hf:`` optional),
-    and the ``eos_token_id`` list of its ``generation_config.json`` when it has one.
+    and the ``eos_token_id`` list of its ``generation_config`` when it has one.
 
     Only the tokenizer files are read for a directory (no weights are loaded).
 
@@ -36,8 +37,9 @@ def load_tokenizer(spec: str) -> tuple[Any, list[int] | None]:
     if spec in BUNDLED_MODELS:
         from envkit.models import load_model
 
-        _, tokenizer = load_model(spec)
-        return tokenizer, None
+        model, tokenizer = load_model(spec)
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        return tokenizer, [eos] if isinstance(eos, int) else eos
     path = Path(spec[3:] if spec.startswith("hf:") else spec).expanduser()
     if not path.is_dir():
         raise ValueError(
@@ -102,6 +104,7 @@ def check_template_command(
 ) -> None:
     """Check a chat template for multi-turn tool training: prefix property, tool-call
     round-trips and the loss mask; exit 1 if a check fails."""
+    from envkit._tokens import stop_token_ids_for
     from envkit.toolcalls import get_format
     from envkit.toolcalls.template_check import check_template
 
@@ -113,9 +116,8 @@ def check_template_command(
             tokenizer.chat_template = chat_template.read_text()
         if fmt is not None and hasattr(fmt, "for_template"):
             fmt = fmt.for_template(tokenizer.chat_template or "")
-        stops = None
-        if eos:
-            stops = list(dict.fromkeys([*eos, *_format_stops(tokenizer, fmt)]))
+        # The very stop ids the trainer and HFPolicy use for this model (envkit._tokens).
+        stops = stop_token_ids_for(tokenizer, eos)
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("rendering the scripted episode", total=4)
             report = check_template(
@@ -131,16 +133,6 @@ def check_template_command(
     _print(report, model)
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _format_stops(tokenizer: Any, fmt: Any) -> list[int]:
-    from envkit.toolcalls.template_check import default_stop_ids
-
-    if fmt is None:
-        from envkit.toolcalls import detect_format
-
-        fmt = detect_format(tokenizer)
-    return default_stop_ids(tokenizer, fmt)
 
 
 def _mark(ok: bool | None) -> str:
@@ -160,7 +152,8 @@ def _print(report: Any, model: str) -> None:
     how = "detected from the chat template" if report.detected else "no match: Hermes default"
     console.print(
         f"[bold]{escape(model)}[/bold]: tool-call format [bold]{report.format!r}[/bold] ({how}); "
-        f"reasoning in the model's turns: {'on' if report.reasoning else 'off'}"
+        f"reasoning in the model's turns: {'on' if report.reasoning else 'off'}; "
+        f"stop token ids (the trainer's): {report.stop_token_ids}"
     )
     turns = Table(title="Turns of the scripted episode")
     for column in ("turn", "prompt", "sampled", "next prompt extends it", "tool calls", "detail"):

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 import weakref
 from collections import deque
@@ -60,6 +59,8 @@ from typing import Any
 
 from envkit._async import run_sync, to_thread
 from envkit._tokens import stop_token_ids as _default_stops
+from envkit.chat_render import render_prompt
+from envkit.chat_render import template_message as _template_message  # noqa: F401 (old path)
 from envkit.policies.base import BasePolicy
 from envkit.toolcalls import detect_format
 from envkit.types import Completion, GenerationRequest, Message, Usage
@@ -871,19 +872,6 @@ def _processor_list(recorder: _LogprobRecorder) -> Any:
     return LogitsProcessorList([recorder])
 
 
-def render_prompt(tokenizer: Any, tool_format: Any, request: GenerationRequest) -> list[int]:
-    """The prompt token ids of a request: its chat-template rendering with the generation prompt.
-
-    Shared by ``HFPolicy`` and ``ServerPolicy`` (which sends these ids to a server), so both
-    train on the same tokens. ``tool_format`` is ``envkit.toolcalls.detect_format(tokenizer)``.
-    """
-    messages = tool_format.prepare_messages([_template_message(m) for m in request.messages])
-    text = tokenizer.apply_chat_template(
-        messages, tools=request.tools or None, add_generation_prompt=True, tokenize=False
-    )
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
 def completion_from_tokens(
     tokenizer: Any,
     tool_format: Any,
@@ -927,22 +915,6 @@ def completion_from_tokens(
         finish_reason=finish,
         usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(token_ids)),
     )
-
-
-def _template_message(message: Message) -> dict[str, Any]:
-    """A message as chat templates expect it: text content, tool-call arguments as dicts."""
-    out = message.to_dict()
-    if out.get("content") is None:
-        out["content"] = ""
-    for call in out.get("tool_calls") or []:
-        fn = call["function"]
-        try:
-            args = json.loads(fn["arguments"])
-        except ValueError:
-            continue  # malformed JSON the model wrote: render it verbatim
-        if isinstance(args, dict):
-            fn["arguments"] = args
-    return out
 
 
 def _resolve_engine(engine: str, temperature: float, top_p: float, top_k: int) -> str:

@@ -2,19 +2,24 @@
 
 ``check_template(tokenizer)`` plays a scripted tool episode (two user messages, parallel calls
 where the family allows them, tool results, text answers) through the tokenizer's chat template
-exactly as ``HFPolicy`` and the GRPO trainer do:
+exactly as ``HFPolicy`` and the GRPO trainer do, with their code: prompts are rendered by
+``envkit.chat_render.render_prompt`` and the stop tokens are ``envkit._tokens``' (the ids the
+trainer and ``HFPolicy`` use; ``envkit check-template`` adds the model's
+``generation_config.json`` ones, as loading the model does):
 
 1. each assistant turn is *sampled* as the model would write it: its format's ``render_turn``
    (with ``<think>`` reasoning when the template knows it), tokenized, plus its end-of-turn token;
 2. the sampled text is parsed back with the detected format into ``content`` and ``tool_calls``
    (the round-trip check: the same calls must come back) and appended to the conversation;
+   when the turn's end-of-turn token is not a stop token, ``HFPolicy`` would not stop there and
+   the trainer could not find the turn's end: that is an error;
 3. the next prompt is rendered; the **prefix check** asks whether it starts with the previous
    prompt plus the sampled tokens, token for token. When it does not, the template re-renders
    history differently from what the model produced (Qwen3 drops past ``<think>`` blocks), and
    the trainer's single sequence is not what the model saw;
-4. ``envkit.trainers.sequences.render_trajectory`` builds the training sequence and its loss
-   mask; ``TemplateReport.spans`` lists which tokens are the model's (in the loss) and which the
-   prompt's or the environment's (masked).
+4. ``envkit.chat_render.render_trajectory`` (the trainer's) builds the training sequence and
+   its loss mask; ``TemplateReport.spans`` lists which tokens are the model's (in the loss) and
+   which the prompt's or the environment's (masked).
 
 Example:
     >>> from envkit.models import load_model
@@ -31,10 +36,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from envkit._tokens import stop_token_ids_for
+from envkit.chat_render import SequenceError, render_prompt, render_trajectory
 from envkit.toolcalls.base import ToolCallFormat, arguments_dict
 from envkit.toolcalls.detect import chat_template_text, matches_template
 from envkit.toolcalls.hermes import HermesFormat
-from envkit.types import Completion, Message, ToolCall, Trajectory
+from envkit.types import Completion, GenerationRequest, Message, ToolCall, Trajectory
 
 __all__ = [
     "TOOLS",
@@ -147,6 +154,8 @@ class TemplateReport:
     turns: list[TurnCheck] = field(default_factory=list)
     spans: list[MaskSpan] = field(default_factory=list)
     rerendered_turns: int = 0
+    stop_token_ids: list[int] = field(default_factory=list)
+    """The stop ids checked with (the trainer's and ``HFPolicy``'s, ``envkit._tokens``)."""
     errors: list[str] = field(default_factory=list)
     """Template or sequence errors that stopped a check (empty when all ran)."""
 
@@ -178,8 +187,9 @@ def check_template(
         tool_format: The format to check (default: detected from the template).
         reasoning: Write ``<think>`` reasoning in the sampled turns (default: when the template
             mentions ``</think>``).
-        stop_token_ids: The model's end-of-turn ids (default: the tokenizer's EOS and the
-            format's end-of-turn tokens).
+        stop_token_ids: The model's end-of-turn ids, as training uses them (default:
+            ``envkit._tokens.stop_token_ids_for(tokenizer, None)``, what the trainer uses for a
+            model whose ``generation_config`` names no EOS).
         on_turn: Called as ``on_turn(done, total)`` after each assistant turn (progress bars).
 
     Raises:
@@ -197,7 +207,8 @@ def check_template(
         reasoning = "</think>" in template
     report = TemplateReport(format=fmt, detected=matched is not None, reasoning=reasoning)
     start, steps = _script(fmt.parallel)
-    stops = list(stop_token_ids) if stop_token_ids else default_stop_ids(tokenizer, fmt)
+    stops = list(stop_token_ids) if stop_token_ids else default_stop_ids(tokenizer)
+    report.stop_token_ids = stops
     history = [Message.model_validate(m) for m in start]
     completions: list[Completion] = []
     counter = iter(range(1000))
@@ -213,8 +224,11 @@ def check_template(
         content = step.content if fmt.content_with_calls or not calls else ""
         text = fmt.render_turn(calls, content, _reasoning(k) if reasoning else None)
         sampled = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-        sampled += _end_ids(tokenizer, fmt, bool(calls))
-        decoded = tokenizer.decode(sampled[: _text_end(sampled, stops)], skip_special_tokens=False)
+        end = _end_ids(tokenizer, fmt, bool(calls))
+        sampled += end
+        if end and end[-1] not in stops:
+            report.errors.append(_not_a_stop(k, tokenizer, end[-1], stops))
+        decoded = tokenizer.decode(sampled[: len(sampled) - len(end)], skip_special_tokens=False)
         parsed = fmt.parse(decoded, tools=TOOLS)
         message = Message(
             role="assistant",
@@ -255,14 +269,8 @@ def _args(call: ToolCall) -> Any:
 
 
 def _render(tokenizer: Any, fmt: ToolCallFormat, history: list[Message]) -> list[int]:
-    """The prompt token ids of ``history``, as ``HFPolicy.render`` builds them."""
-    from envkit.policies.hf import _template_message
-
-    messages = fmt.prepare_messages([_template_message(m) for m in history])
-    text = tokenizer.apply_chat_template(
-        messages, tools=TOOLS, add_generation_prompt=True, tokenize=False
-    )
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    """The prompt token ids of ``history``: ``render_prompt``, as ``HFPolicy.render`` does."""
+    return render_prompt(tokenizer, fmt, GenerationRequest(messages=history, tools=TOOLS))
 
 
 def _single_id(tokenizer: Any, token: str | None) -> int | None:
@@ -284,20 +292,25 @@ def _end_ids(tokenizer: Any, fmt: ToolCallFormat, has_calls: bool) -> list[int]:
     return [eos] if isinstance(eos, int) else []
 
 
-def default_stop_ids(tokenizer: Any, fmt: ToolCallFormat) -> list[int]:
-    """The tokenizer's EOS and the format's end-of-turn tokens that are single tokens."""
-    stops: list[int] = []
-    for token_id in [getattr(tokenizer, "eos_token_id", None)] + [
-        ids[0] for has in (True, False) if len(ids := _end_ids(tokenizer, fmt, has)) == 1
-    ]:
-        if isinstance(token_id, int) and token_id not in stops:
-            stops.append(token_id)
-    return stops
+def default_stop_ids(tokenizer: Any, fmt: ToolCallFormat | None = None) -> list[int]:
+    """The stop ids training uses with this tokenizer when the model's ``generation_config``
+    names no EOS: ``envkit._tokens.stop_token_ids_for(tokenizer, None)``.
+
+    ``fmt`` is ignored (kept for older callers): the format's end-of-turn tokens are *not*
+    added, because the trainer does not add them either.
+    """
+    del fmt
+    return stop_token_ids_for(tokenizer, None)
 
 
-def _text_end(sampled: list[int], stops: list[int]) -> int:
-    """Where the text of a sampled turn ends (its end-of-turn token is not text)."""
-    return len(sampled) - 1 if sampled and sampled[-1] in stops else len(sampled)
+def _not_a_stop(k: int, tokenizer: Any, token_id: int, stops: list[int]) -> str:
+    names = [tokenizer.convert_ids_to_tokens(i) for i in stops]
+    return (
+        f"turn {k + 1} ends with {tokenizer.convert_ids_to_tokens(token_id)!r} (id {token_id}), "
+        f"which is not a stop token of training ({', '.join(map(repr, names)) or 'none'}): "
+        "HFPolicy would not stop there and the trainer could not find the end of the turn; "
+        "list it in the model's generation_config.json eos_token_id (or pass stop_token_ids)"
+    )
 
 
 def _compare(turn: TurnCheck, prompt: list[int], prev: Completion, tokenizer: Any) -> None:
@@ -329,8 +342,6 @@ def _mask(
 ) -> None:
     if not completions:
         return
-    from envkit.trainers.sequences import SequenceError, render_trajectory
-
     traj = Trajectory(env_id="envkit/check-template", completions=completions)
     try:
         seq = render_trajectory(traj, stop_token_ids=stops)
