@@ -17,6 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # many clients at once (the default backlog of 5 resets some)
+
+
 class FakeVLLM:
     """Run with ``with FakeVLLM() as server: ... server.url``."""
 
@@ -52,7 +56,7 @@ class FakeVLLM:
                 status, payload = fake.handle(self.path, body)
                 self.answer(status, payload)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

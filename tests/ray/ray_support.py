@@ -178,6 +178,12 @@ def half_right(messages: list[dict[str, Any]], tools: Any) -> str:
     return str(n) if n % 2 == 0 else str(n + 1)
 
 
+def say_number(messages: list[dict[str, Any]], tools: Any) -> str:
+    """Deterministic: says the number of the last message when it is even, else a wrong one."""
+    n = int("".join(c for c in messages[-1]["content"] if c.isdigit()))
+    return str(n if n % 2 == 0 else n + 1)
+
+
 def arithmetic_solver(messages: list[dict[str, Any]], tools: Any) -> str:
     """Deterministic: answers Arithmetic-v0 right when the first operand is even."""
     question = next(m["content"] for m in messages if m["role"] == "user")
