@@ -157,15 +157,15 @@ def load_model(name: str, *, device: str | None = None, dtype: Any = None) -> tu
 
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    spec = name[3:] if name.startswith("hf:") else name
-    if name == "tiny-random":
-        model, tok = _tiny_random()
-    elif name == "smollm2-135m":
-        model, tok = _smollm2()
-    elif Path(spec).expanduser().is_dir():
-        model, tok = _from_pretrained(str(Path(spec).expanduser()), dtype, local_only=True)
-    elif _looks_like_hub_id(spec):
-        model, tok = _from_pretrained(spec, dtype, local_only=False)
+    from envkit.model_spec import parse_model_spec
+
+    spec = parse_model_spec(name, api=False)
+    if spec.kind == "bundled":
+        model, tok = _tiny_random() if spec.name == "tiny-random" else _smollm2()
+    elif spec.kind == "dir" and spec.exists:
+        model, tok = _from_pretrained(spec.name, dtype, local_only=True)
+    elif spec.kind == "hub":
+        model, tok = _from_pretrained(spec.name, dtype, local_only=False)
     else:
         raise ValueError(_unknown_model_message(name))
     if dtype is not None or device is not None:
@@ -173,16 +173,6 @@ def load_model(name: str, *, device: str | None = None, dtype: Any = None) -> tu
     model.eval()
     _ensure_chat_template(tok)
     return model, tok
-
-
-def _looks_like_hub_id(spec: str) -> bool:
-    parts = spec.split("/")
-    return (
-        len(parts) == 2
-        and all(parts)
-        and not spec.startswith((".", "~"))
-        and all(c.isalnum() or c in "-_." for c in spec.replace("/", ""))
-    )
 
 
 def _unknown_model_message(name: str) -> str:

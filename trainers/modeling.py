@@ -105,12 +105,15 @@ def load_base_model(spec: Any, config: GRPOConfig, tokenizer: Any = None) -> tup
     if config.load_in_4bit:
         if not device.startswith("cuda"):
             raise RuntimeError("load_in_4bit needs CUDA; drop load_in_4bit on CPU")
-        if not isinstance(spec, str) or spec in ("smollm2-135m", "tiny-random"):
+        from envkit.model_spec import parse_model_spec
+
+        parsed = parse_model_spec(spec, api=False) if isinstance(spec, str) else None
+        if parsed is None or parsed.kind == "bundled":
             raise RuntimeError(
                 "load_in_4bit needs --model as a Hugging Face model directory or hub id, "
                 "not a bundled name or a loaded model"
             )
-        model, tok = _load_4bit(spec, dtype, device)
+        model, tok = _load_4bit(parsed.name, dtype, device)
     else:
         if isinstance(spec, tuple):
             model, tok = spec

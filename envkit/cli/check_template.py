@@ -32,16 +32,18 @@ def load_tokenizer(spec: str) -> tuple[Any, list[int] | None]:
     Raises:
         ValueError: ``spec`` is neither a bundled name nor a directory with a tokenizer.
     """
+    from envkit.model_spec import parse_model_spec
     from envkit.models import BUNDLED_MODELS
 
-    if spec in BUNDLED_MODELS:
+    parsed = parse_model_spec(spec, api=False)
+    if parsed.kind == "bundled":
         from envkit.models import load_model
 
-        model, tokenizer = load_model(spec)
+        model, tokenizer = load_model(parsed.name)
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         return tokenizer, [eos] if isinstance(eos, int) else eos
-    path = Path(spec[3:] if spec.startswith("hf:") else spec).expanduser()
-    if not path.is_dir():
+    path = Path(parsed.name)
+    if parsed.kind != "dir" or not parsed.exists:
         raise ValueError(
             f"{spec!r} is not a bundled model ({', '.join(BUNDLED_MODELS)}) or a local model "
             "directory; pass the folder holding tokenizer_config.json (from save_pretrained)"

@@ -262,9 +262,8 @@ def _eval_adapters(
             "--adapter needs a local base model (smollm2-135m, tiny-random, hf:PATH), "
             f"got {model!r}"
         )
-    base = model[3:] if model.startswith("hf:") else model
     results = evaluate_adapters(
-        base,
+        model,  # load_model reads the model string (envkit.model_spec)
         env_id,
         [str(a) for a in adapters],
         seeds=seeds,

@@ -90,10 +90,9 @@ def serve_command(
     from envkit.serving.app import InferenceServer
 
     adapters = parse_adapters(adapter)
-    name = model[3:] if model.startswith("hf:") else model
-    try:
+    try:  # load_model reads the model string (envkit.model_spec)
         policy = HFPolicy.from_pretrained(
-            name, device=device, seed=seed, max_batch_size=max_batch_size
+            model, device=device, seed=seed, max_batch_size=max_batch_size
         )
         for adapter_name, path in adapters.items():
             policy.load_adapter(path, adapter_name)

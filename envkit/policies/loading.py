@@ -7,6 +7,8 @@
 * anything else: a litellm model string (``LiteLLMPolicy``), e.g. ``"gpt-4o-mini"`` or
   ``"openai/<name>"`` with ``api_base=`` for an OpenAI-compatible server.
 
+The string is read by ``envkit.model_spec.parse_model_spec``, as everywhere else in envkit.
+
 Example:
     >>> from envkit.policies import load_policy
     >>> type(load_policy("openai/my-model", api_base="http://127.0.0.1:8000/v1")).__name__
@@ -18,22 +20,23 @@ Example:
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from typing import Any
 
+from envkit.model_spec import parse_model_spec
 from envkit.policies.base import Policy
 
 __all__ = ["is_local_spec", "load_policy"]
-
-_BUNDLED = ("smollm2-135m", "tiny-random")
 
 
 def is_local_spec(spec: str) -> bool:
     """Whether ``spec`` names a local transformers model (an ``HFPolicy``).
 
     Bundled names, ``hf:...`` and existing directories do; everything else is a litellm model.
+
+    Raises:
+        ValueError: an empty spec, or ``"hf:"`` alone.
     """
-    return spec in _BUNDLED or spec.startswith("hf:") or Path(spec).expanduser().is_dir()
+    return parse_model_spec(spec).local
 
 
 def load_policy(spec: str, **kwargs: Any) -> Policy:
@@ -84,5 +87,4 @@ def _load_hf(spec: str, kwargs: dict[str, Any]) -> Policy:
             f"HFPolicy ({spec!r}) does not take {', '.join(unknown)}; it takes "
             f"{', '.join(sorted(accepted | {'max_tokens'}))}"
         )
-    name = spec[3:] if spec.startswith("hf:") else spec
-    return HFPolicy.from_pretrained(name, **kwargs)
+    return HFPolicy.from_pretrained(spec, **kwargs)  # load_model reads the spec

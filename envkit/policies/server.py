@@ -442,15 +442,16 @@ class ServerPolicy(BasePolicy):
 
 
 def _load_tokenizer(spec: str) -> Any:
-    from envkit.policies.loading import _BUNDLED
+    from envkit.model_spec import parse_model_spec
 
-    if spec in _BUNDLED:
+    parsed = parse_model_spec(spec, api=False)
+    if parsed.kind == "bundled":
         from envkit.models import load_model
 
-        return load_model(spec)[1]
+        return load_model(parsed.name)[1]
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(spec[3:] if spec.startswith("hf:") else spec)
+    return AutoTokenizer.from_pretrained(parsed.name)
 
 
 def _decode(raw: bytes) -> Any:
