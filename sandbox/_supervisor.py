@@ -28,11 +28,11 @@ command can neither signal, trace nor read its supervisor. Started as the sandbo
 bubblewrap backend) it runs everything as that user and makes itself non-dumpable. Either way,
 before anything else, it sets ``no_new_privs`` and stacks the seccomp filter the host sent in the
 first spec (``seccomp``: bytes built by ``envkit.sandbox.seccomp.supervisor_filter``, which deny
-``io_uring_setup/enter/register``) on the backend's own. It *fails closed*: if the filter is
-missing or either ``prctl`` fails, it runs nothing and answers every request with ``ok=0``,
-``refused`` (what failed), ``errno`` and ``error``; the host raises ``SandboxSeccompError``. The
-command runs at a lower CPU priority than its supervisor, so a timeout is enforced under CPU
-starvation.
+``io_uring_setup/enter/register``) on the backend's own. It *fails closed*: if it cannot make
+itself non-dumpable, or the filter is missing, or either ``prctl`` fails, it runs nothing and
+answers every request with ``ok=0``, ``refused`` (what failed), ``errno`` and ``error``; the
+host raises ``SandboxSeccompError``. The command runs at a lower CPU priority than its
+supervisor, so a timeout is enforced under CPU starvation.
 
 Startup time is the cost of every command, so only builtin modules are imported: the spec comes
 as ``marshal`` data (the host is trusted) and the reply is a small text header followed by raw
@@ -60,6 +60,7 @@ GRACE = 0.05  # seconds to keep reading after the command exited while its pipes
 CHUNK = 1 << 20
 COMMAND_NICE = 10  # the command's CPU weight is ~10x below its supervisor's
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER = 4, 24, 22, 36
+PR_GET_DUMPABLE = 3
 PR_SET_NO_NEW_PRIVS, SECCOMP_MODE_FILTER = 38, 2
 FILE_OPS_REFUSE = ("/proc", "/sys", "/dev")
 FILE_OPS_ALLOW = ("/dev/shm",)
@@ -129,7 +130,8 @@ def _set_dumpable(flag):
 class Refused(Exception):
     """The supervisor will not run anything: ``no_new_privs`` or the seccomp filter failed.
 
-    ``args``: (what failed: "filter", "no_new_privs" or "seccomp"; errno or 0; detail).
+    ``args``: (what failed: "dumpable", "filter", "no_new_privs" or "seccomp"; errno or 0;
+    detail).
     """
 
 
@@ -852,8 +854,10 @@ def main():
     try:
         n = int.from_bytes(_read_exact(0, 4), "big")
         spec = marshal.loads(_read_exact(0, n))
-        _set_dumpable(0)
         try:
+            _set_dumpable(0)  # the command (the same uid under bubblewrap) cannot read us
+            if _prctl(PR_GET_DUMPABLE) != 0:
+                raise Refused("dumpable", 0, "prctl(PR_SET_DUMPABLE, 0) did not apply")
             _install_filter(spec.get("seccomp"))
         except Refused as refused:  # fail closed: run nothing, answer every request with why
             if spec.get("op") == "serve":

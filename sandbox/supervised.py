@@ -191,6 +191,9 @@ def seccomp_refusal(reply: Mapping[str, Any], backend: str) -> SandboxSeccompErr
     if what == "filter":
         cause = "envkit handed it no valid filter"
         fix = "This is a bug in envkit (or a test's deliberately malformed filter): report it."
+    elif what == "dumpable":
+        cause = "it could not make itself non-dumpable (prctl(PR_SET_DUMPABLE, 0))"
+        fix = "Run sandboxes on a Linux kernel that supports prctl(2)."
     else:
         step = "no_new_privs" if what == "no_new_privs" else "its seccomp filter"
         cause = f"it could not set {step}: " + _FILTER_CAUSES.get(
