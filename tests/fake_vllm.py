@@ -3,8 +3,9 @@
 It answers ``/v1/chat/completions`` with one token per request (the token id, log-probability
 and ``prompt_token_ids`` vLLM returns with ``return_token_ids``), keeps the adapters that
 ``/v1/load_lora_adapter`` loaded (listed by ``GET /v1/models``; a second load of one name gets
-vLLM's 400 "already been loaded") and records every request. ``load_delay_s`` makes the first
-load answer late (after loading), as a server under load whose answer the client times out on.
+vLLM's 400 "already been loaded"; ``/v1/unload_lora_adapter`` removes one) and records every
+request. ``load_delay_s`` makes the first load answer late (after loading), as a server under
+load whose answer the client times out on.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ class FakeVLLM:
             if first and self.load_delay_s:
                 time.sleep(self.load_delay_s)  # loaded; the answer comes late
             return 200, f"Success: LoRA adapter '{name}' added successfully."
+        if path == "/v1/unload_lora_adapter":
+            with self.lock:
+                if body["lora_name"] not in self.adapters:
+                    return 404, {"error": {"message": f"no adapter {body['lora_name']}"}}
+                self.adapters.remove(body["lora_name"])
+            return 200, "Success"
         if path == "/v1/chat/completions":
             with self.lock:
                 self.requests.append(body)

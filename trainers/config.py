@@ -122,11 +122,12 @@ class GRPOConfig(BaseModel):
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping (0 disables).")
-    micro_batches: int = Field(
-        1,
+    micro_batches: int | None = Field(
+        None,
         ge=1,
         description="Split each step's sequences into this many forward/backward passes "
-        "(gradient accumulation) to bound memory.",
+        "(gradient accumulation) to bound memory. None: automatic for dapo/cispo (at most 4 "
+        "sequences per pass on CPU, 16 on CUDA; exact for those losses), else 1.",
     )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward (saves memory, costs time)."
@@ -216,6 +217,18 @@ class GRPOConfig(BaseModel):
         description='Ray cluster address for rollout_backend="ray" (None: start or join '
         "a local one).",
     )
+    ray_workers_per_node: int = Field(
+        1,
+        ge=1,
+        description='Ray actors per alive node with rollout_backend="ray" (each one process '
+        "with its own envs and sandbox pool; they live for the whole run).",
+    )
+    ray_max_retries: int = Field(
+        0,
+        ge=0,
+        description="Times a group lost with its Ray actor (killed process, node gone) is "
+        "replayed on a live actor; 0: its episodes become infra_error trajectories.",
+    )
 
     # ------------------------------------------------------------------ diagnostics and eval
     kl_to_base_every: int = Field(
@@ -249,7 +262,7 @@ class GRPOConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> GRPOConfig:
         per_step = self.group_size * self.groups_per_step
-        if per_step % self.micro_batches:
+        if self.micro_batches is not None and per_step % self.micro_batches:
             raise ValueError(
                 f"micro_batches={self.micro_batches} must divide the {per_step} episodes of a "
                 f"step (group_size {self.group_size} x groups_per_step {self.groups_per_step})"
@@ -267,8 +280,14 @@ class GRPOConfig(BaseModel):
                 'rollout_backend="ray" needs policy_server: Ray workers cannot share the torch '
                 "model being trained; serve it (envkit serve / vLLM with LoRA) and pass its URL"
             )
-        if self.ray_address is not None and self.rollout_backend != "ray":
-            raise ValueError('ray_address is only used with rollout_backend="ray"; set both')
+        if self.rollout_backend != "ray":
+            for name, default in (
+                ("ray_address", None),
+                ("ray_workers_per_node", 1),
+                ("ray_max_retries", 0),
+            ):
+                if getattr(self, name) != default:
+                    raise ValueError(f'{name} is only used with rollout_backend="ray"; set both')
         if self.policy_server_model is not None and self.policy_server is None:
             raise ValueError("policy_server_model names the model of policy_server; set both")
         if self.max_staleness and self.use_vllm:

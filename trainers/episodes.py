@@ -57,6 +57,9 @@ __all__ = ["BackgroundLoop", "EpisodeSource", "derive_seed", "score_groups"]
 
 T = TypeVar("T")
 
+_ADAPTER_WAIT_S = 600.0
+"""Seconds a non-main process waits for the main one to load an adapter on the server."""
+
 
 class BackgroundLoop:
     """An asyncio loop on a daemon thread, so sync code (TRL's loop, notebooks) can await.
@@ -160,6 +163,12 @@ class EpisodeSource:
         self.server_policy: Any = None
         """A ``ServerPolicy`` to sample with instead of the model (``policy_server``)."""
         self._server_adapter: str | None = None  # the adapter the server samples with now
+        self._server_adapters: list[str] = []  # loaded on the server, oldest first
+        self._adapter_tmp: Any = None  # the temporary adapter folder (no run folder)
+        self._world = 1  # processes of the run (accelerate / DDP)
+        self.ray_backend: Any = None
+        """The run's ``envkit.ray_rollout.RayRollout`` (``rollout_backend="ray"``), closed by
+        ``close``."""
 
     def policy_for(self, model: Any) -> Any:
         """The sampling policy bound to ``model`` (made once per model object)."""
@@ -208,12 +217,11 @@ class EpisodeSource:
     ) -> list[TrajectoryGroup]:
         """``play`` as a coroutine of the background loop (``policy``: sample with it instead of
         ``model``'s policy)."""
-        from envkit.rollout import acollect
         from envkit.trainers.mixture import EnvMixture
 
         cfg = self.config
         policy = policy if policy is not None else self.policy_for(model)
-        extra = self._backend_kwargs()
+        acollect = self._collector()
         if not isinstance(self.env, EnvMixture):
             episodes = len(seeds) * cfg.group_size
             return await acollect(
@@ -225,7 +233,6 @@ class EpisodeSource:
                 env_kwargs=cfg.env_kwargs or None,
                 episode_timeout=cfg.episode_timeout,
                 progress=False,
-                **extra,
             )
         mixture = self.env
         envs = list(envs) if envs is not None else [0] * len(seeds)
@@ -243,7 +250,6 @@ class EpisodeSource:
                 env_kwargs=mixture.env_kwargs(k, cfg.env_kwargs) or None,
                 episode_timeout=cfg.episode_timeout,
                 progress=False,
-                **extra,
             )
 
         if cfg.concurrency >= len(seeds) * cfg.group_size:
@@ -256,12 +262,23 @@ class EpisodeSource:
                 out[i] = group
         return out  # type: ignore[return-value]
 
-    def _backend_kwargs(self) -> dict[str, Any]:
-        """``acollect``'s rollout backend arguments (none for the default local backend)."""
+    def _collector(self) -> Callable[..., Coroutine[Any, Any, list[TrajectoryGroup]]]:
+        """``acollect`` of the rollout backend: the local engine, or the run's ``RayRollout``
+        (made at the first step; its actors, envs and sandbox pools live until ``close``)."""
         cfg = self.config
         if cfg.rollout_backend == "local":
-            return {}
-        return {"backend": cfg.rollout_backend, "ray_address": cfg.ray_address}
+            from envkit.rollout import acollect
+
+            return acollect
+        if self.ray_backend is None:
+            from envkit.ray_rollout import RayRollout
+
+            self.ray_backend = RayRollout(
+                ray_address=cfg.ray_address,
+                workers_per_node=cfg.ray_workers_per_node,
+                max_retries=cfg.ray_max_retries,
+            )
+        return self.ray_backend.acollect
 
     def __call__(self, inputs: list[dict[str, Any]], trainer: Any) -> dict[str, Any]:
         import torch
@@ -318,7 +335,8 @@ class EpisodeSource:
         cfg = self.config
         model = trainer.accelerator.unwrap_model(trainer.model)
         version = trainer.state.global_step  # optimizer steps applied to the weights now
-        self._publish(model, version)
+        self._world = trainer.accelerator.num_processes
+        self._publish(model, version, rank=trainer.accelerator.process_index)
         pending = self._prefetch.pop(step, None)
         miss = 0.0
         if pending is not None and pending.tasks != tasks:
@@ -354,14 +372,16 @@ class EpisodeSource:
             },
         )
 
-    def _publish(self, model: Any, version: int) -> None:
+    def _publish(self, model: Any, version: int, rank: int = 0) -> None:
         """Snapshots the trainable (LoRA) weights of ``model`` as adapter ``version`` (server
-        mode: saves the adapter for the server to load)."""
+        mode: the main process, rank 0, saves the adapter for the server to load; the weights
+        are the same in every process)."""
         if self._snapshot is not None and self._snapshot[0] == version:
             return
         if self.server_policy is not None:
             folder = self._adapter_root() / f"v{version:06d}"
-            model.save_pretrained(str(folder))
+            if rank == 0:
+                model.save_pretrained(str(folder))
             self._snapshot = (version, {"path": folder})
             return
         if self._rollout_model is None:
@@ -377,28 +397,63 @@ class EpisodeSource:
         self._snapshot = (version, weights)
 
     def _adapter_root(self) -> Any:
+        """Where the adapters pushed to the server are saved: ``server_adapters`` in the run
+        folder, else one temporary folder for the run (removed by ``close``)."""
         from pathlib import Path
 
         if self.run_dir is not None:
             return self.run_dir.path / "server_adapters"
-        import tempfile
+        if self._adapter_tmp is None:
+            import tempfile
 
-        return Path(tempfile.mkdtemp(prefix="envkit-server-adapters-"))
+            self._adapter_tmp = Path(tempfile.mkdtemp(prefix="envkit-server-adapters-"))
+        return self._adapter_tmp
+
+    def _adapter_name(self, version: int) -> str:
+        """The server-side name of adapter ``version``: the same in every process of the run."""
+        if self.run_dir is not None:
+            run = str(self.run_dir.path)
+        elif self._world > 1:  # each process has its own temp folder: name by the config
+            run = f"{self.config.seed}/{self.config.output_dir}"
+        else:
+            run = str(self._adapter_root())
+        return f"envkit-{derive_seed(run) % 10**8:08d}-v{version}"
 
     def _push_adapter(self, path: Any, version: int, rank: int) -> None:
-        """Has the server load adapter ``version``, samples with it, unloads the previous one."""
+        """Has the server load adapter ``version`` and samples with it.
+
+        Only the main process (rank 0) loads each version, unloads old ones and deletes old
+        adapter folders; the others wait until the server lists the new name, then use it.
+        With several processes the previous version stays loaded too (another process may
+        still be sampling with it).
+        """
         import shutil
 
         policy = self.server_policy
-        name = f"envkit-{derive_seed(str(path.parent)) % 10**8:08d}-r{rank}-v{version}"
-        policy.load_adapter(path, name)
+        name = self._adapter_name(version)
+        if rank == 0:
+            policy.load_adapter(path, name)
+        else:
+            deadline = time.monotonic() + _ADAPTER_WAIT_S
+            while name not in policy._served_models():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the main process did not load adapter {name!r} on the policy server "
+                        f"within {_ADAPTER_WAIT_S:.0f} s (did it fail? see its log)"
+                    )
+                time.sleep(0.2)
         policy.use_adapter(name)
-        previous, self._server_adapter = self._server_adapter, name
-        if previous is not None:
-            policy.unload_adapter(previous)
-        for old in path.parent.glob("v*"):  # keep the adapter in use and the newest ones
-            if old.name < f"v{version - 1:06d}":
-                shutil.rmtree(old, ignore_errors=True)
+        self._server_adapter = name
+        self._server_adapters.append(name)
+        keep = 2 if self._world > 1 else 1
+        while len(self._server_adapters) > keep:
+            old_name = self._server_adapters.pop(0)
+            if rank == 0:
+                policy.unload_adapter(old_name)
+        if rank == 0:
+            for old in path.parent.glob("v*"):  # keep the adapter in use and the newest ones
+                if old.name < f"v{version - 1:06d}":
+                    shutil.rmtree(old, ignore_errors=True)
 
     def _predict(self, step: int, trainer: Any) -> list[tuple[int, int]] | None:
         """The tasks TRL will hand over for ``step`` (dataset order, this process's share)."""
@@ -453,10 +508,19 @@ class EpisodeSource:
             return groups, version, t1 - t0, time.perf_counter() - t1
 
     def close(self) -> None:
-        """Cancels the episodes being prefetched (the loop keeps running)."""
+        """Cancels the episodes being prefetched (the loop keeps running); closes the Ray
+        backend (its actors end, their sandboxes go)."""
         for pending in self._prefetch.values():
             pending.future.cancel()
         self._prefetch.clear()
+        if self.ray_backend is not None:
+            self.ray_backend.close()
+            self.ray_backend = None
+        if self._adapter_tmp is not None:
+            import shutil
+
+            shutil.rmtree(self._adapter_tmp, ignore_errors=True)
+            self._adapter_tmp = None
 
     def _rows(self, groups: list[TrajectoryGroup]) -> dict[str, Any]:
         prompt_ids, completion_ids, masks, logprobs, rewards = [], [], [], [], []

@@ -251,6 +251,22 @@ def train_command(
         str | None,
         typer.Option(help="Ray cluster address for --rollout-backend ray (default: local)."),
     ] = None,
+    ray_workers_per_node: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Ray actors per node for --rollout-backend ray (default 1; each keeps its own "
+            "envs and sandbox pool for the whole run).",
+        ),
+    ] = None,
+    ray_max_retries: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Times a group lost with its Ray actor is replayed on a live one "
+            "(default 0: its episodes count as infra_error).",
+        ),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Any GRPOConfig field as KEY=VALUE (repeatable)."),
@@ -283,6 +299,8 @@ def train_command(
         "policy_server_model": policy_server_model,
         "rollout_backend": rollout_backend,
         "ray_address": ray_address,
+        "ray_workers_per_node": ray_workers_per_node,
+        "ray_max_retries": ray_max_retries,
     }
     env: Any = None
     if not resume:
