@@ -26,12 +26,13 @@ def remove_quantization(model: Any, *, only: str | None = None) -> None:
 
     Args:
         model: A transformers model.
-        only: Remove only when the quantizer's class name contains this (e.g. ``"gguf"``).
+        only: Remove only when the quantizer's ``quant_method`` is this (e.g. ``"gguf"``).
     """
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is None:
         return
-    if only is not None and only not in type(quantizer).__name__.lower():
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if only is not None and getattr(method, "value", method) != only:
         return
     if hasattr(quantizer, "remove_quantization_config"):
         quantizer.remove_quantization_config(model)
