@@ -167,7 +167,8 @@ def eval_command(
             "--model",
             "-m",
             help="A litellm model string (e.g. openai/gpt-4o-mini), a local transformers model "
-            "directory (or 'hf:PATH'), 'smollm2-135m' (bundled) or 'tiny-random'.",
+            "directory (or 'hf:PATH'), a hub id written 'hf:org/name', 'smollm2-135m' (bundled) "
+            "or 'tiny-random'.",
         ),
     ],
     num_tasks: Annotated[int, typer.Option("--num-tasks", "-n", min=1, help="Tasks (seeds).")] = 8,
