@@ -32,6 +32,8 @@ class SandboxedEnv(ChatEnv):
         **kwargs: Passed to ``ChatEnv`` (``max_turns``, ``system_prompt``, ``render_mode``...).
     """
 
+    step_in_thread = True  # sandbox calls block: always in a worker thread, never on the loop
+
     def __init__(
         self,
         *,

@@ -30,10 +30,13 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping, Sequence
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, SupportsFloat
+from typing import Any, ClassVar, Literal, SupportsFloat, TypeVar
 
 import gymnasium as gym
 
@@ -41,11 +44,20 @@ from envkit._async import to_thread
 from envkit.errors import EpisodeOverError
 from envkit.spaces import AssistantTurn, Conversation, validate_assistant_turn
 from envkit.tools import ToolBox, ToolCallStats
-from envkit.types import Message
+from envkit.types import Message, MessageDict
+
+try:  # voluntary context switches of this thread: did a slow call block, or was it preempted?
+    import resource
+
+    _RUSAGE_THREAD: int | None = resource.RUSAGE_THREAD  # Linux
+except (ImportError, AttributeError):
+    _RUSAGE_THREAD = None
 
 __all__ = ["ChatEnv", "Feedback", "Task"]
 
 MessageLike = Message | Mapping[str, Any]
+T = TypeVar("T")
+logger = logging.getLogger("envkit")
 
 
 @dataclass
@@ -106,11 +118,19 @@ class ChatEnv(gym.Env[list[dict[str, Any]], Any]):
     default_reward: ClassVar[str | None] = None
     """Name of a registered reward (``envkit.rewards``) to score this env with by default;
     ``None`` means the env's own step rewards."""
-    step_in_thread: ClassVar[bool] = True
-    """Whether ``areset``/``astep`` run ``reset``/``step`` in a worker thread (the default, safe
-    for envs that block). Set it to False in an env whose ``make_task``/``respond`` are quick,
-    non-blocking Python: they then run on the event loop, which saves a thread hop (about
-    0.1 ms) per step in rollouts."""
+    step_in_thread: ClassVar[bool | Literal["auto"]] = "auto"
+    """Where ``areset``/``astep`` (what rollouts call) run the env's own code.
+
+    * ``"auto"`` (the default): in a worker thread at first, so a blocking env never stalls the
+      event loop; once 16 calls in a row did not block, the env class's calls run on the event
+      loop, which saves a thread hop (about 0.1 ms) per step. A call blocks when it takes over
+      1 ms and waits meanwhile (I/O, a sandbox, a sleep, a lock). One that blocks on the loop
+      sends its env class back to worker threads, with a warning, until 4x as many calls in a
+      row (64, then 256 ...) did not block. ``reset`` and ``step`` are judged apart; tool calls
+      are awaited natively (sync tools in threads); an env that overrides ``step`` itself has
+      it run in a thread.
+    * ``True``: always in a worker thread (envs that block, such as the sandboxed ones).
+    * ``False``: always on the event loop (quick, non-blocking Python)."""
 
     def __init__(
         self,
@@ -122,6 +142,11 @@ class ChatEnv(gym.Env[list[dict[str, Any]], Any]):
     ) -> None:
         if not isinstance(max_turns, int) or max_turns < 1:
             raise ValueError(f"max_turns must be a positive int, got {max_turns!r}")
+        if self.step_in_thread not in (True, False, "auto"):
+            raise ValueError(
+                f"{type(self).__name__}.step_in_thread must be True, False or 'auto', got "
+                f"{self.step_in_thread!r}"
+            )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode={render_mode!r} is not supported; use one of "
@@ -135,6 +160,8 @@ class ChatEnv(gym.Env[list[dict[str, Any]], Any]):
         self.action_space = AssistantTurn(tool_names=list(self.toolbox.tools))
         self.task: Task | None = None
         self.messages: list[Message] = []
+        self._shown: list[MessageDict] = []  # read-only dicts of ``messages``, built once each
+        self._shown_of: list[Message] | None = None  # the ``messages`` list they show
         self.turn = 0
         self._done: str | None = None  # why the episode is over, or None while it runs
         self._closed = False
@@ -163,8 +190,21 @@ class ChatEnv(gym.Env[list[dict[str, Any]], Any]):
         return self.toolbox.schemas
 
     def observation(self) -> list[dict[str, Any]]:
-        """The conversation so far as fresh OpenAI-format dicts (safe to mutate)."""
-        return [m.to_dict() for m in self.messages]
+        """The conversation so far: a new list of read-only OpenAI-format message dicts.
+
+        The list is the caller's; its dicts (``envkit.types.MessageDict``) are shared with the
+        later observations of the episode, so they cannot be changed (``dict(m)`` or
+        ``copy.deepcopy(obs)`` give mutable copies). Each message is converted once, so a step
+        costs the same at turn 100 as at turn 1. ``messages`` only grows during an episode; a
+        subclass that rewrites earlier messages assigns a new list to ``self.messages``.
+        """
+        messages, shown = self.messages, self._shown
+        if self._shown_of is not messages or len(shown) > len(messages):
+            shown = self._shown = []
+            self._shown_of = messages
+        if len(shown) < len(messages):
+            shown.extend(MessageDict(m) for m in messages[len(shown) :])
+        return list(shown)
 
     # ----------------------------------------------------------------- gymnasium API
     def reset(
@@ -252,28 +292,36 @@ class ChatEnv(gym.Env[list[dict[str, Any]], Any]):
     async def areset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Async ``reset``: runs ``reset`` in a worker thread (see ``step_in_thread``)."""
-        if not self.step_in_thread:
+        """Async ``reset``: in a worker thread or on the event loop (see ``step_in_thread``)."""
+        where = self.step_in_thread
+        if where is False:
             return self.reset(seed=seed, options=options)
-        return await to_thread(lambda: self.reset(seed=seed, options=options))
+        if where is True:
+            return await to_thread(self.reset, seed=seed, options=options)
+        return await _placement(type(self), "reset").run(self.reset, seed=seed, options=options)
 
     async def astep(
         self, action: Any
     ) -> tuple[list[dict[str, Any]], SupportsFloat, bool, bool, dict[str, Any]]:
-        """Async ``step``: runs ``step`` in a worker thread (see ``step_in_thread``).
+        """Async ``step``: in a worker thread or on the event loop (see ``step_in_thread``).
 
-        With ``step_in_thread = False`` it runs on the event loop and awaits tool calls natively
-        (sync tools still run in threads).
+        Off the thread, tool calls are awaited natively (sync tools still run in threads).
         """
-        if self.step_in_thread:
+        where = self.step_in_thread
+        if where is True or (where is not False and type(self).step is not ChatEnv.step):
             return await to_thread(self.step, action)
         message = self._start_step(action)
         stats: ToolCallStats | None = None
+        judge: Callable[..., Feedback]
         if message.tool_calls:
             results, stats = await self.toolbox.call(message.tool_calls)
-            feedback = self.after_tools(message, results)
+            judge, args = self.after_tools, (message, results)
         else:
-            feedback = self.respond(message)
+            judge, args = self.respond, (message,)
+        if where is False:
+            feedback = judge(*args)
+        else:
+            feedback = await _placement(type(self), "step").run(judge, *args)
         return self._finish_step(feedback, stats)
 
     def render_text(self) -> str:
@@ -306,3 +354,83 @@ class ChatEnv(gym.Env[list[dict[str, Any]], Any]):
         """Releases resources; calling it again does nothing."""
         self._closed = True
         super().close()
+
+
+_QUICK_S = 0.001
+"""Under ``step_in_thread="auto"``, a call of the env's code blocks when it takes longer than
+this and waits (I/O, a sleep, a lock) meanwhile; without a way to tell, when it takes longer."""
+_PROMOTE_AFTER = 16
+"""Calls in a row that did not block, in a worker thread, before an env class's calls run on
+the event loop."""
+_BACKOFF = 4
+"""After a call blocked on the loop, this many times more quick calls are needed to go back."""
+
+
+def _voluntary_switches() -> int:
+    """How often this thread waited (I/O, sleep, a lock): 0 where the OS cannot tell."""
+    if _RUSAGE_THREAD is None:
+        return 0
+    return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
+
+
+class _Placement:
+    """Where one method kind (``reset`` or ``step``) of one env class runs under ``"auto"``."""
+
+    def __init__(self, cls: type, kind: str) -> None:
+        self.name = f"{cls.__qualname__}.{kind}"
+        self.on_loop = False
+        self.needed = _PROMOTE_AFTER  # calls in a row that did not block, before the loop
+        self.in_a_row = 0
+        self.demotions = 0
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on the loop or in a worker thread; learns from its time."""
+        if self.on_loop:
+            result, blocked, seconds = _timed(fn, *args, **kwargs)
+            if blocked:
+                self._demote(seconds)
+            return result
+        result, blocked, seconds = await to_thread(_timed, fn, *args, **kwargs)
+        self.in_a_row = 0 if blocked else self.in_a_row + 1
+        self.on_loop = self.in_a_row >= self.needed
+        return result
+
+    def _demote(self, seconds: float) -> None:
+        # Back to threads; a class that blocks now and then (or a loaded machine's stall taken
+        # for a block) gets back to the loop after 4x as many quick calls as the last time.
+        self.on_loop, self.in_a_row = False, 0
+        self.needed *= _BACKOFF
+        self.demotions += 1
+        logger.log(
+            logging.WARNING if self.demotions == 1 else logging.DEBUG,
+            "%s blocked the event loop for %.1f ms; it runs in worker threads until %d calls "
+            "in a row do not block. Set step_in_thread = True on the env class to always run "
+            "it there (or False if it never blocks).",
+            self.name,
+            seconds * 1e3,
+            self.needed,
+        )
+
+
+def _timed(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> tuple[T, bool, float]:
+    """``fn()``, whether it blocked (took over ``_QUICK_S`` and waited) and its seconds."""
+    waits = _voluntary_switches()
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    seconds = time.perf_counter() - start
+    blocked = seconds > _QUICK_S and (_RUSAGE_THREAD is None or _voluntary_switches() > waits)
+    return result, blocked, seconds
+
+
+_placements: weakref.WeakKeyDictionary[type, dict[str, _Placement]] = weakref.WeakKeyDictionary()
+
+
+def _placement(cls: type, kind: str) -> _Placement:
+    """The placement of ``cls``'s ``kind`` calls (classes made at run time are not kept)."""
+    kinds = _placements.get(cls)
+    if kinds is None:
+        kinds = _placements.setdefault(cls, {})
+    placement = kinds.get(kind)
+    if placement is None:
+        placement = kinds[kind] = _Placement(cls, kind)
+    return placement

@@ -89,56 +89,73 @@ class EpisodeRunner:
         return traj
 
     async def _play(self, env: ChatEnv, traj: Trajectory) -> None:
-        t = time.perf_counter()
+        # The loop keeps its bookkeeping in locals and writes it to ``traj`` once, at the end
+        # (also when the episode times out): a pydantic attribute assignment costs microseconds.
+        clock = time.perf_counter
+        env_s = policy_s = 0.0
+        usage: Usage | None = None
+        info: Any = None
+        t = clock()
         try:
-            obs, info = await env.areset(seed=traj.seed, options=self.options)
+            obs, _ = await env.areset(seed=traj.seed, options=self.options)
         except Exception as e:
             traj.outcome, traj.error = _classify(e, "env.reset")
             return
         finally:
-            traj.timings.env_s += time.perf_counter() - t
-        traj.task_id = env.task.id if env.task is not None else None
-        traj.reference = _jsonable(env.task.reference) if env.task is not None else None
+            traj.timings.env_s += clock() - t
+        task = env.task
+        traj.task_id = task.id if task is not None else None
+        traj.reference = _jsonable(task.reference) if task is not None else None
         tools = env.tool_schemas or None
         traj.tools = tools
-        traj.messages = [Message.coerce(m) for m in obs]
-        last_obs = obs
+        messages = traj.messages = [Message.coerce(m) for m in obs]
+        completions, step_rewards = traj.completions, traj.step_rewards
         counters: Counter[str] = Counter()
-        while True:
-            # model_construct: the messages are validated Message objects already.
-            request = GenerationRequest.model_construct(messages=list(traj.messages), tools=tools)
-            t = time.perf_counter()
-            try:
-                completions = await self.policy.agenerate([request])
-                completion = _single(completions)
-            except Exception as e:
-                traj.outcome, traj.error = "policy_error", _describe(e, "policy.agenerate")
-                return
-            finally:
-                traj.timings.policy_s += time.perf_counter() - t
-            traj.completions.append(completion)
-            if completion.usage is not None:
-                traj.usage = (traj.usage or Usage()) + completion.usage
-            t = time.perf_counter()
-            try:
-                obs, reward, terminated, truncated, info = await env.astep(completion.message)
-            except Exception as e:
-                traj.messages.append(completion.message)
-                traj.outcome, traj.error = _classify(e, "env.step")
-                return
-            finally:
-                traj.timings.env_s += time.perf_counter() - t
-            traj.messages = _update_messages(traj.messages, last_obs, obs)
-            last_obs = obs
-            traj.step_rewards.append(float(reward))
-            traj.info = _jsonable(info)
-            for key, value in info.items():
-                if key.startswith("tool_") and isinstance(value, int):
-                    counters[key] += value
-            if terminated or truncated:
-                traj.outcome = "ok" if terminated else "truncated"
-                traj.metrics.update({"turns": traj.num_turns, **counters})
-                return
+        try:
+            while True:
+                # model_construct: the messages are validated Message objects already.
+                request = GenerationRequest.model_construct(messages=list(messages), tools=tools)
+                t = clock()
+                try:
+                    completion = _single(await self.policy.agenerate([request]))
+                except Exception as e:
+                    traj.outcome, traj.error = "policy_error", _describe(e, "policy.agenerate")
+                    return
+                finally:
+                    policy_s += clock() - t
+                completions.append(completion)
+                if completion.usage is not None:
+                    usage = completion.usage if usage is None else usage + completion.usage
+                t = clock()
+                try:
+                    new_obs, reward, terminated, truncated, info = await env.astep(
+                        completion.message
+                    )
+                except Exception as e:
+                    messages.append(completion.message)
+                    traj.outcome, traj.error = _classify(e, "env.step")
+                    return
+                finally:
+                    env_s += clock() - t
+                messages = _update_messages(messages, obs, new_obs)
+                obs = new_obs
+                step_rewards.append(float(reward))
+                for key, value in info.items():
+                    if key.startswith("tool_") and isinstance(value, int):
+                        counters[key] += value
+                if terminated or truncated:
+                    traj.outcome = "ok" if terminated else "truncated"
+                    turns = sum(1 for m in messages if m.role == "assistant")
+                    traj.metrics.update({"turns": turns, **counters})
+                    return
+        finally:
+            traj.messages = messages
+            traj.timings.env_s += env_s
+            traj.timings.policy_s += policy_s
+            if usage is not None:
+                traj.usage = usage
+            if info is not None:
+                traj.info = _jsonable(info)
 
 
 def _update_messages(
@@ -146,10 +163,17 @@ def _update_messages(
 ) -> list[Message]:
     """``obs`` as ``Message`` objects, reusing those of the unchanged prefix of ``last_obs``.
 
-    Comparing dicts is much cheaper than validating them again, and an env that rewrites
-    earlier messages still gets them re-read.
+    Usually the env appended to the conversation: ``messages`` (which shows ``last_obs``) is
+    extended in place with the new messages only. A ``ChatEnv`` shares its read-only message
+    dicts between observations, so checking the prefix is a pointer comparison per message and
+    the new ones carry their ``Message`` (``MessageDict.message``): a step costs the same at
+    turn 100 as at turn 1. An env that rewrites earlier messages still gets them re-read.
     """
-    n, limit = 0, min(len(last_obs), len(obs), len(messages))
+    k = len(last_obs)
+    if len(messages) == k and len(obs) >= k and obs[:k] == last_obs:
+        messages.extend([Message.coerce(m) for m in obs[k:]])
+        return messages
+    n, limit = 0, min(k, len(obs), len(messages))
     while n < limit and obs[n] == last_obs[n]:
         n += 1
     return messages[:n] + [Message.coerce(m) for m in obs[n:]]

@@ -23,8 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 
 __all__ = [
     "Completion",
+    "FrozenDict",
+    "FrozenList",
     "GenerationRequest",
     "Message",
+    "MessageDict",
     "Outcome",
     "Role",
     "Timings",
@@ -77,6 +80,114 @@ class ToolCall(_Model):
         return cls(id=id, function=ToolCallFunction(name=name, arguments=args))
 
 
+_READ_ONLY = (
+    "is read-only: a ChatEnv shares its observation messages between the observations of an "
+    "episode. Edit a copy instead: d.thaw() (a deep, plain copy), dict(d) or list(d)"
+)
+
+
+class FrozenDict(dict):  # type: ignore[type-arg]
+    """A ``dict`` that cannot be changed (nested lists and dicts are frozen too).
+
+    ``copy.copy`` and ``copy.deepcopy`` return it unchanged, as for a tuple; ``thaw()`` returns a
+    deep copy of plain, mutable dicts and lists (``dict(d)`` a shallow one).
+
+    Example:
+        >>> d = FrozenDict(role="user", content="hi")
+        >>> d == {"role": "user", "content": "hi"}, isinstance(d, dict)
+        (True, True)
+        >>> d["content"] = "changed"
+        Traceback (most recent call last):
+        ...
+        TypeError: this dict is read-only: a ChatEnv shares its observation messages ...
+        >>> mine = d.thaw()
+        >>> mine["content"] = "changed"
+        >>> d["content"], type(mine).__name__
+        ('hi', 'dict')
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"this dict {_READ_ONLY}")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
+    __ior__ = _read_only
+
+    def thaw(self) -> dict[str, Any]:
+        """A deep copy made of plain, mutable dicts and lists."""
+        return {k: _thaw(v) for k, v in self.items()}
+
+    def __reduce__(self) -> Any:  # pickle (Ray, multiprocessing) keeps it read-only
+        return (FrozenDict, (dict(self),))
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenDict:
+        return self
+
+
+class FrozenList(list):  # type: ignore[type-arg]
+    """A ``list`` that cannot be changed; ``thaw()`` gives a plain, mutable deep copy
+    (``list(x)`` a shallow one)."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"this list {_READ_ONLY}")
+
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = _read_only
+    clear = sort = reverse = __iadd__ = __imul__ = _read_only
+
+    def thaw(self) -> list[Any]:
+        """A deep copy made of plain, mutable dicts and lists."""
+        return [_thaw(v) for v in self]
+
+    def __reduce__(self) -> Any:
+        return (FrozenList, (list(self),))
+
+    def __copy__(self) -> FrozenList:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenList:
+        return self
+
+
+def _thaw(value: Any) -> Any:
+    return value.thaw() if isinstance(value, (FrozenDict, FrozenList)) else value
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return FrozenDict({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return FrozenList(_freeze(v) for v in value)
+    return value
+
+
+class MessageDict(FrozenDict):
+    """The read-only OpenAI-format dict of one ``Message``, as ``ChatEnv`` observations hold them.
+
+    It equals ``message.to_dict()`` and is a ``dict`` to every reader (JSON, chat templates,
+    ``Message.model_validate``); ``.message`` is the ``Message`` it shows. Being read-only, the
+    same object can appear in every later observation of the episode, so an observation costs
+    the same at turn 100 as at turn 1.
+    """
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Message) -> None:
+        data = message.to_dict()
+        if "tool_calls" in data:
+            data["tool_calls"] = _freeze(data["tool_calls"])
+        super().__init__(data)
+        self.message = message
+
+    def __reduce__(self) -> Any:
+        return (MessageDict, (self.message,))
+
+
 class Message(_Model):
     """One chat message in the OpenAI chat-completions format.
 
@@ -116,7 +227,11 @@ class Message(_Model):
     @classmethod
     def coerce(cls, value: Message | Mapping[str, Any]) -> Message:
         """Accepts a ``Message`` or an OpenAI-format dict and returns a ``Message``."""
-        return value if isinstance(value, Message) else cls.model_validate(dict(value))
+        if isinstance(value, Message):
+            return value
+        if type(value) is MessageDict:  # a ChatEnv observation's message: no validation again
+            return value.message
+        return cls.model_validate(dict(value))
 
 
 class Usage(_Model):

@@ -46,7 +46,8 @@ def test_speed_section_says_where_each_bundled_env_steps() -> None:
     for cls in (ArithmeticEnv, CountdownEnv, GuessNumberEnv):
         assert cls.step_in_thread is False, f"{cls.__name__}: README says it steps on the loop"
     assert "Arithmetic, Countdown and GuessNumber envs do" in speed
-    for cls in (PythonCodingEnv, PythonToolsEnv):  # README: the default, in a worker thread
+    for cls in (PythonCodingEnv, PythonToolsEnv):  # README: always in a worker thread
         assert cls.step_in_thread is True
         assert cls.areset is ChatEnv.areset and cls.astep is ChatEnv.astep, cls.__name__
-    assert "The sandboxed envs (PythonCoding, PythonTools) keep the default" in speed
+    assert "The sandboxed envs (PythonCoding, PythonTools) set `step_in_thread = True`" in speed
+    assert ChatEnv.step_in_thread == "auto" and 'By default (`step_in_thread = "auto"`)' in speed

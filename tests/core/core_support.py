@@ -116,6 +116,7 @@ class SlowEnv(EchoEnv):
     """Sleeps ``delay`` seconds in ``respond`` for the seeds in ``slow_seeds`` (all if None)."""
 
     report_instance = True
+    step_in_thread = True  # it blocks on purpose: never let "auto" learn it is quick
 
     def __init__(self, *, delay: float, slow_seeds: tuple[int, ...] | None = None) -> None:
         super().__init__(max_turns=1)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
+import logging
 import math
+import pickle
+import time
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import pytest
@@ -116,13 +121,90 @@ def test_reset_and_step_types() -> None:
     assert env.episode_over
 
 
-def test_observation_is_a_fresh_copy() -> None:
+def test_observation_list_is_the_callers_and_its_messages_are_read_only() -> None:
     env = EchoEnv()
     obs, _ = env.reset(seed=0)
-    obs[0]["content"] = "tampered"
-    obs.append({"role": "user", "content": "injected"})
+    obs.append({"role": "user", "content": "injected"})  # the list is the caller's
+    assert len(env.messages) == 2 and len(env.observation()) == 2
+    with pytest.raises(TypeError, match=r"read-only.*thaw\(\)"):
+        obs[0]["content"] = "tampered"
+    with pytest.raises(TypeError, match="read-only"):
+        obs[0].update(content="tampered")
+    mine = obs[0].thaw()
+    mine["content"] = "tampered"
     assert env.observation()[0]["content"] == "You repeat words."
-    assert len(env.messages) == 2
+    assert type(mine) is dict and mine == {"role": "system", "content": "tampered"}
+
+
+def test_an_observation_is_never_changed_by_later_steps() -> None:
+    env = EchoEnv(max_turns=3)
+    first, _ = env.reset(seed=0)
+    held = [first, env.step("wrong")[0], env.step("wrong again")[0]]
+    snapshots = [[m.thaw() for m in obs] for obs in held]
+    env.step(answer_of(first))
+    env.reset(seed=1)
+    assert [[m.thaw() for m in obs] for obs in held] == snapshots
+    assert [len(obs) for obs in held] == [2, 4, 6]
+    # The messages are shared between observations (read-only, so that is safe).
+    assert held[2][0] is held[1][0] is held[0][0]
+
+
+def test_tool_call_messages_are_read_only_all_the_way_down() -> None:
+    from envkit.types import ToolCall
+
+    env = EchoEnv(max_turns=2)
+    env.reset(seed=0)
+    call = ToolCall.create("lookup", {"q": 1}, id="c1")
+    obs = env.step(Message(role="assistant", content=None, tool_calls=[call]))[0]
+    calls = obs[2]["tool_calls"]
+    assert calls == [call.model_dump()] and json.loads(json.dumps(obs[2]))["tool_calls"] == calls
+    with pytest.raises(TypeError, match="read-only"):
+        calls.append({})
+    with pytest.raises(TypeError, match="read-only"):
+        calls[0]["function"]["name"] = "other"
+    assert Message.model_validate(obs[2]) == env.messages[2]
+    back = pickle.loads(pickle.dumps(obs))
+    assert back == obs and type(back[2]["tool_calls"]) is type(calls)
+
+
+def test_a_subclass_that_replaces_messages_gets_them_observed() -> None:
+    class Forgetful(EchoEnv):
+        """Keeps only the opening messages and the newest turn."""
+
+        def respond(self, message: Message) -> Feedback:
+            feedback = super().respond(message)
+            self.messages = [*self.messages[:2], message]
+            return feedback
+
+    env = Forgetful(max_turns=3)
+    env.reset(seed=0)
+    env.step("one")
+    obs = env.step("two")[0]
+    assert [m["content"] for m in obs[2:]] == ["two", "no"]
+
+
+def test_observation_cost_does_not_grow_with_the_conversation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each message becomes a dict once: a step converts only the new ones (the old code
+    converted the whole conversation at every step: 4, 6, 8 ... per step)."""
+    converted = 0
+    to_dict = Message.to_dict
+
+    def counting_to_dict(self: Message) -> dict[str, Any]:
+        nonlocal converted
+        converted += 1
+        return to_dict(self)
+
+    env = EchoEnv(max_turns=100)
+    env.reset(seed=0)
+    monkeypatch.setattr(Message, "to_dict", counting_to_dict)
+    per_step = []
+    for _ in range(60):
+        before = converted
+        env.step("wrong")
+        per_step.append(converted - before)
+    assert per_step == [2] * 60  # the assistant turn and the env's reply, at turn 1 as at 60
 
 
 def test_same_seed_same_task_and_unseeded_reset_continues_the_stream() -> None:
@@ -345,11 +427,16 @@ def test_check_env_on_a_custom_env_and_through_make(clean_registry: None) -> Non
 
 
 def test_async_env_loop_is_not_blocked_by_default_astep() -> None:
-    """The default astep runs ``step`` in a thread: another coroutine keeps running."""
+    """The default astep runs a blocking ``step`` in a thread: another coroutine keeps running."""
     from core_support import SlowEnv
 
+    class Blocking(SlowEnv):
+        step_in_thread = ChatEnv.step_in_thread  # the default, on a class with no history
+
+    assert Blocking.step_in_thread == "auto"
+
     async def main() -> int:
-        env = SlowEnv(delay=0.3)
+        env = Blocking(delay=0.3)
         await env.areset(seed=0)
         ticks = 0
 
@@ -365,3 +452,119 @@ def test_async_env_loop_is_not_blocked_by_default_astep() -> None:
         return ticks
 
     assert asyncio.run(main()) >= 10
+
+
+class _Where(EchoEnv):
+    """Records whether ``make_task`` and ``respond`` ran on the event loop's thread;
+    ``respond`` sleeps ``sleep[i]`` seconds at its i-th call (``sleep_on_loop[i]``: at its i-th
+    call on the loop). Class attributes, so each test makes a subclass."""
+
+    sleep: ClassVar[dict[int, float]] = {}
+    sleep_on_loop: ClassVar[dict[int, float]] = {}
+    resets: ClassVar[list[bool]]
+    steps: ClassVar[list[bool]]
+
+    def make_task(self, options: dict[str, Any] | None) -> Task:
+        type(self).resets.append(_on_loop())
+        return super().make_task(options)
+
+    def respond(self, message: Message) -> Feedback:
+        cls = type(self)
+        cls.steps.append(_on_loop())
+        # time.sleep(0) would block too (it yields the CPU): sleep only where asked.
+        delay = cls.sleep.get(len(cls.steps) - 1)
+        if cls.steps[-1]:
+            delay = cls.sleep_on_loop.get(sum(cls.steps) - 1, delay)
+        if delay:
+            time.sleep(delay)
+        return super().respond(message)
+
+
+def _on_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False  # a worker thread
+    return True
+
+
+def _fresh_where(**attrs: Any) -> type[_Where]:
+    """A new ``_Where`` subclass: ``"auto"`` keeps what it learned per class."""
+    return type("Probe", (_Where,), {"resets": [], "steps": [], **attrs})
+
+
+def _play(cls: type[ChatEnv], episodes: int, turns: int) -> None:
+    """Plays ``episodes`` episodes of ``turns`` wrong answers through ``areset``/``astep``."""
+
+    async def main() -> None:
+        env = cls(max_turns=turns)
+        for seed in range(episodes):
+            await env.areset(seed=seed)
+            for _ in range(turns):
+                await env.astep("wrong")
+
+    asyncio.run(main())
+
+
+def _runs(flags: list[bool]) -> list[tuple[bool, int]]:
+    """Run lengths: ``[F, F, T]`` -> ``[(False, 2), (True, 1)]``."""
+    return [(k, len(list(g))) for k, g in itertools.groupby(flags)]
+
+
+def test_auto_runs_quick_env_code_on_the_loop_after_16_quick_calls() -> None:
+    cls = _fresh_where()
+    _play(cls, episodes=1, turns=40)
+    # 16 calls in a row in threads that did not block (exactly 16 on a quiet machine; a loaded
+    # one may make a thread's call look blocked and restart the count), then on the loop.
+    (threads, n), (loop, m) = _runs(cls.steps)
+    assert (threads, loop) == (False, True) and n >= 16 and m >= 4, cls.steps
+    assert cls.resets == [False]  # one reset: still in a thread
+
+
+def test_auto_never_runs_a_blocking_step_on_the_loop_and_judges_reset_apart() -> None:
+    cls = _fresh_where(sleep=dict.fromkeys(range(60), 0.005))
+    _play(cls, episodes=30, turns=2)
+    assert not any(cls.steps), "a step that blocks must run in a worker thread"
+    assert cls.resets[:16] == [False] * 16 and cls.resets[-1], "quick resets go to the loop"
+
+
+def test_auto_sends_an_env_that_blocks_on_the_loop_back_to_threads_with_back_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cls = _fresh_where(sleep_on_loop={1: 0.05, 4: 0.05})  # its 2nd and 5th calls on the loop
+    with caplog.at_level(logging.DEBUG, logger="envkit"):
+        _play(cls, episodes=1, turns=150)
+    runs = _runs(cls.steps)
+    # >= 16 in threads; 2 on the loop, the 2nd blocks; >= 64 in threads; 3 on the loop, the 3rd
+    # blocks; then it needs 256 quick calls in a row: threads up to the end.
+    assert [on for on, _ in runs] == [False, True, False, True, False], runs
+    assert runs[0][1] >= 16 and runs[1][1] == 2 and runs[2][1] >= 64 and runs[3][1] == 3
+    warnings, debug = (
+        [r.getMessage() for r in caplog.records if r.levelno == level and "blocked" in r.msg]
+        for level in (logging.WARNING, logging.DEBUG)
+    )
+    assert len(warnings) == 1, "warn once, not at every back-off"
+    assert "Probe.step blocked the event loop" in warnings[0]
+    assert "step_in_thread = True" in warnings[0] and "until 64 calls" in warnings[0]
+    assert any("until 256 calls" in d for d in debug)
+
+
+def test_auto_runs_an_overridden_step_in_a_thread() -> None:
+    class OwnStep(_fresh_where()):  # type: ignore[misc]
+        def step(self, action: Any) -> Any:
+            return super().step(action)
+
+    _play(OwnStep, episodes=1, turns=30)
+    assert not any(OwnStep.steps)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_step_in_thread_true_and_false_are_fixed(value: bool) -> None:
+    cls = _fresh_where(step_in_thread=value)
+    _play(cls, episodes=20, turns=2)
+    assert set(cls.steps + cls.resets) == {not value}
+
+
+def test_bad_step_in_thread_says_what_is_allowed() -> None:
+    with pytest.raises(ValueError, match="True, False or 'auto'"):
+        _fresh_where(step_in_thread="yes")()
