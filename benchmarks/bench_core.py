@@ -3,9 +3,12 @@
 Run: ``python benchmarks/bench_core.py`` (about 30 s). Every figure is measured side by side in
 this one run and printed with its goal:
 
-1. overhead per step of a trivial env through ``ChatEnv.step`` and through ``collect`` (with
-   the env's step in a worker thread, the default, and on the event loop with
-   ``step_in_thread = False``), against calling the env's logic directly; goal <= 50 us/step;
+1. overhead per step of a trivial env through ``ChatEnv.step`` and through ``collect`` (the
+   default ``step_in_thread = "auto"``, ``False``: always on the event loop, ``True``: always in
+   a worker thread), against calling the env's logic directly; goal <= 50 us/step for the
+   default; and the cost of a step at turn 1 against turn 100 of the conversation, through
+   ``ChatEnv.step`` and through ``collect`` (with a policy that does not read the conversation:
+   a real one renders it, which is its own cost); goal: ratio <= 1.2 (the same cost);
 2. ``collect`` of 64 episodes whose env step and policy each take 50 ms, against a serial loop
    over the same env and policy; goal >= 30x faster;
 3. ``import envkit`` in fresh interpreters (median), next to a bare interpreter and
@@ -32,9 +35,9 @@ from collections.abc import Callable
 from typing import Any
 
 from envkit import ChatEnv, Feedback, Task, ToolBox, tool
-from envkit.policies import CallablePolicy
+from envkit.policies import BasePolicy, CallablePolicy
 from envkit.rollout import collect
-from envkit.types import GenerationRequest, Message, ToolCall
+from envkit.types import Completion, GenerationRequest, Message, ToolCall
 
 TURNS = 10
 
@@ -64,6 +67,20 @@ class Trivial(ChatEnv):
 
 class TrivialInline(Trivial):
     step_in_thread = False
+
+
+class TrivialThread(Trivial):
+    step_in_thread = True
+
+
+class Constant(BasePolicy):
+    """Always answers "8", without reading the conversation."""
+
+    def __init__(self) -> None:
+        self.completion = Completion(message=Message(role="assistant", content="8"))
+
+    async def agenerate(self, requests: Any) -> list[Completion]:
+        return [self.completion for _ in requests]
 
 
 class Sleepy(ChatEnv):
@@ -124,8 +141,26 @@ def bench_episode(episodes: int) -> float:
     return best_of(5, run)
 
 
-def bench_collect(env_cls: type[ChatEnv], episodes: int, turns: int) -> float:
-    policy = CallablePolicy(lambda messages, tools: "8")
+def bench_step_at(turn: int, repeats: int, steps: int = 10) -> float:
+    """``ChatEnv.step`` at turn ``turn`` of a conversation (mean of ``steps`` steps)."""
+    env = Trivial(max_turns=turn + steps)
+
+    def run() -> float:
+        env.reset(seed=0)
+        for _ in range(turn - 1):
+            env.step("8")
+        start = time.perf_counter()
+        for _ in range(steps):
+            env.step("8")
+        return (time.perf_counter() - start) / steps
+
+    return best_of(repeats, run)
+
+
+def bench_collect(
+    env_cls: type[ChatEnv], episodes: int, turns: int, policy: Any | None = None
+) -> float:
+    policy = policy or CallablePolicy(lambda messages, tools: "8")
 
     def run() -> float:
         start = time.perf_counter()
@@ -300,23 +335,46 @@ def main() -> None:
         ("logic called directly", direct),
         (f"ChatEnv.step, {TURNS}-turn episodes", step),
         ("ChatEnv.reset + step, 1-turn episodes", bench_episode(eps * 4)),
+        (f"collect, {TURNS}-turn episodes, default (auto)", bench_collect(Trivial, eps, TURNS)),
+        ("collect, 1-turn episodes, default (auto)", bench_collect(Trivial, eps * 4, 1)),
         (
-            f"collect, {TURNS}-turn episodes, step on the loop",
+            f"collect, {TURNS}-turn episodes, on the loop",
             bench_collect(TrivialInline, eps, TURNS),
         ),
-        (f"collect, {TURNS}-turn episodes, step in a thread", bench_collect(Trivial, eps, TURNS)),
-        ("collect, 1-turn episodes, step on the loop", bench_collect(TrivialInline, eps * 4, 1)),
-        ("collect, 1-turn episodes, step in a thread", bench_collect(Trivial, eps * 4, 1)),
+        ("collect, 1-turn episodes, on the loop", bench_collect(TrivialInline, eps * 4, 1)),
+        (
+            f"collect, {TURNS}-turn episodes, in a thread",
+            bench_collect(TrivialThread, eps, TURNS),
+        ),
+        ("collect, 1-turn episodes, in a thread", bench_collect(TrivialThread, eps * 4, 1)),
     ]
     print(f"   {'path':<45} {'us/step':>9} {'overhead us':>12}  goal <= 50 us")
     for name, per_step in rows:
         overhead = (per_step - direct) * 1e6
-        mark = "" if name.startswith("logic") else verdict(overhead <= 50)
+        mark = "" if name.startswith("logic") or "thread" in name else verdict(overhead <= 50)
         print(f"   {name:<45} {per_step * 1e6:>9.2f} {overhead:>12.2f}  {mark}")
     print(
         "   (collect figures include the scripted policy, the Trajectory bookkeeping and asyncio;"
     )
-    print("    'in a thread' is the default for envs, 'on the loop' is step_in_thread = False)")
+    print("    default: step_in_thread = 'auto'; 'on the loop': False; 'in a thread': True, which")
+    print("    pays a thread hop per reset and step: no goal)")
+
+    print("\n   cost per step against the length of the conversation (goal: ratio <= 1.2)")
+    print(f"   {'path (us/step)':<48} {'short':>9} {'long':>9} {'ratio':>7}")
+    at_1, at_100 = bench_step_at(1, 200), bench_step_at(100, 20)
+    depth_rows = [("ChatEnv.step at turn 1 vs turn 100", at_1, at_100)]
+    constant = Constant()
+    short = bench_collect(Trivial, eps, 20, constant)
+    long = bench_collect(Trivial, max(1, eps // 10), 200, constant)
+    depth_rows.append(("collect, default: 20- vs 200-turn episodes", short, long))
+    for name, first, last in depth_rows:
+        ratio = last / first
+        print(
+            f"   {name:<48} {first * 1e6:>9.2f} {last * 1e6:>9.2f} {ratio:>7.2f}  "
+            f"{verdict(ratio <= 1.2)}"
+        )
+    print("   (collect: mean per step over whole episodes, with a policy that ignores the")
+    print("    conversation; a real policy renders it every turn, which is the policy's cost)")
 
     print(f"\n== 2. {args.episodes} episodes, env step and policy {args.delay * 1e3:.0f} ms each")
     serial, concurrent = bench_concurrency(args.episodes, args.delay)
