@@ -388,6 +388,7 @@ class EpisodeSource:
             import copy
 
             frozen = copy.deepcopy(model)
+            _drop_instance_forwards(frozen)
             frozen.eval()
             frozen.requires_grad_(False)
             self._rollout_model, self._rollout_version = frozen, version
@@ -556,6 +557,19 @@ class EpisodeSource:
                 "sequences/rerendered_turns": float(rerendered),
             },
         }
+
+
+def _drop_instance_forwards(model: Any) -> None:
+    """Restores each module's class ``forward`` on a deep copy of the trained model.
+
+    TRL patches the trained model with an instance-level ``forward`` (``add_fused_lm_head``)
+    whose closure holds the *original* model's bound forward. ``copy.deepcopy`` rebinds the
+    method to the copy but cannot rewrite the closure, so the copy would still run the live,
+    training weights: the "frozen" rollout model would not be frozen, and loading a weight
+    snapshot into it would change nothing. Generation needs none of those patches.
+    """
+    for module in model.modules():
+        module.__dict__.pop("forward", None)
 
 
 def _settle(future: concurrent.futures.Future[Any]) -> None:

@@ -143,13 +143,6 @@ def test_overlapped_run_records_staleness_and_importance_weights(
         assert versions == {version}, (step, versions)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17 (H6 finding, unresolved): the recorded behaviour logprobs do not match the "
-    "adapter version each episode records; a deepcopy of the peft model keeps TRL's "
-    "instance-level forward (trl/trainer/utils.py) bound to the original module, so the "
-    "frozen rollout copy may generate through the live trained model",
-)
 def test_behaviour_logprobs_are_those_of_the_recorded_adapter_version(
     tmp_path: Path, keep_threads: None
 ) -> None:
