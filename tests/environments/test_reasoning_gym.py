@@ -327,7 +327,74 @@ def test_trains_one_step_from_the_cli_with_tiny_random(tmp_path: Path) -> None:
     assert len(trajs) == 4
     assert all(t.env_id == "envkit/rg-basic_arithmetic-v0" for t in trajs)
     assert all(t.info["rg_dataset"] == "basic_arithmetic" for t in trajs)
-    # the rewards trained on are reasoning-gym's scores of those very replies
+    # tiny-random scores 0 everywhere: that the recorded rewards are reasoning-gym's own scores is
+    # checked with right and wrong answers in test_eval_from_the_cli_records_reasoning_gyms_scores
+
+
+def test_eval_from_the_cli_records_reasoning_gyms_scores(tmp_path: Path) -> None:
+    """`envkit eval` against a scripted OpenAI-compatible server that answers some tasks right.
+
+    The recorded rewards must be 1 for the right answers and 0 for the wrong ones, and rescoring
+    the written trajectories with reasoning-gym's scorer must reproduce them exactly.
+    """
+    from envkit.testing.openai_server import ScriptedOpenAIServer
+    from envkit.testing.replies import RecordedRequest
+
+    first_seed, n = 10000, 6
+    env = envkit.make("rg-basic_arithmetic-v0", config=SMALL)
+    references: dict[str, str] = {}
+    for seed in range(first_seed, first_seed + n):
+        obs, _ = env.reset(seed=seed)
+        references[obs[-1]["content"]] = str(env.unwrapped.task.reference)
+    assert len(references) == n  # distinct questions, so each request finds its own task
+    questions = list(references)
+    right, near, nonsense = set(questions[0::3]), set(questions[1::3]), set(questions[2::3])
+
+    def answer(request: RecordedRequest) -> str:
+        question = request.last_user_text
+        if question in right:
+            return f"Let me compute. <answer>{references[question]}</answer>"
+        if question in near:  # a wrong number: reasoning-gym gives partial credit
+            return f"<answer>{references[question]}0</answer>"
+        return "<answer>no idea</answer>"
+
+    out = tmp_path / "eval.jsonl"
+    with ScriptedOpenAIServer(responder=answer) as server:
+        result = CliRunner().invoke(
+            app,
+            [
+                "eval",
+                "rg-basic_arithmetic-v0",
+                "--model",
+                "openai/scripted",
+                "--api-base",
+                server.url,
+                "-n",
+                str(n),
+                "-g",
+                "1",
+                "--seed",
+                str(first_seed),
+                "-k",
+                f"config={json.dumps(SMALL)}",
+                "--out",
+                str(out),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert not server.errors, server.errors
+        assert len(server.requests) == n
+    groups = list(read_jsonl(out, TrajectoryGroup))
+    trajs = [t for g in groups for t in g]
+    assert len(trajs) == n
+    recorded = {t.messages[-2].content: t.reward for t in trajs}
+    assert recorded.keys() == references.keys()
+    assert [recorded[q] for q in right] == [1.0, 1.0]
+    assert [recorded[q] for q in nonsense] == [0.0, 0.0]
+    assert all(0.0 < recorded[q] < 1.0 for q in near), recorded
+    # rescoring with reasoning-gym's scorer (rewards reset first) gives exactly those rewards
     copies = [g.model_copy(deep=True) for g in groups]
+    for t in (t for g in copies for t in g):
+        t.reward = None
     score_groups(copies, "reasoning_gym")
     assert [t.reward for g in copies for t in g] == [t.reward for t in trajs]
