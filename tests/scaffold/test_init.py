@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import fnmatch
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -171,16 +172,44 @@ def test_generated_code_is_ruff_clean(template: str, tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_every_template_file_is_package_data() -> None:
-    """A wheel of envkit ships every template (pyproject's package-data globs cover them)."""
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert "envkit.scaffold" in pyproject["tool"]["setuptools"]["packages"]
-    globs = pyproject["tool"]["setuptools"]["package-data"]["envkit.scaffold"]
+def test_every_template_file_is_package_data(tmp_path: Path) -> None:
+    """A wheel of envkit, really built, ships every template file under the same path."""
+    # Build from a copy: building writes build/ and *.egg-info next to pyproject.toml.
+    src = tmp_path / "src"
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", "__pycache__", "*.egg-info", "build", "dist", "runs", ".*cache*", ".envkit"
+        ),
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--skip-dependency-check",  # "wheel" is listed; setuptools >= 70.1 needs none
+            "--outdir",
+            "dist",
+            "src",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("envkit_rl-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = set(zf.namelist())
     files = [
-        p.relative_to(TEMPLATE_DIR.parent).as_posix()
+        "envkit/" + p.relative_to(TEMPLATE_DIR.parents[1]).as_posix()
         for p in TEMPLATE_DIR.rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     ]
     assert len(files) >= 15
-    missing = [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)]
+    assert "envkit/scaffold/__init__.py" in shipped
+    missing = [f for f in files if f not in shipped]
     assert missing == []
