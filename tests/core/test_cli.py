@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 import typer
 from core_support import GlobalRandomEnv
@@ -45,12 +46,29 @@ def test_the_core_commands_exist() -> None:
     assert {"list", "info", "check", "eval"} <= {p[0] for p in COMMANDS if p}
 
 
+def _click_command(path: list[str]) -> click.Command:
+    cmd = typer.main.get_command(app)
+    for name in path:
+        cmd = cmd.commands[name]  # type: ignore[attr-defined]
+    return cmd
+
+
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "envkit")
 def test_help_for_every_command(path: list[str]) -> None:
-    result = runner.invoke(app, [*path, "--help"])
+    """Every command's --help works and shows its own summary, options and subcommands."""
+    result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "250", "TERM": "dumb"})
     assert result.exit_code == 0, result.output
-    assert "Usage:" in result.output
-    assert len(flat(result.output)) > 40
+    out = flat(result.output)
+    assert out.startswith("Usage: "), out[:200]
+    assert " ".join(path) in out.split("[OPTIONS]")[0]
+    cmd = _click_command(path)
+    if cmd.help:
+        summary = flat(cmd.help.split("\n\n")[0])
+        assert summary in out
+    options = [o for p in cmd.params if not getattr(p, "hidden", False) for o in p.opts]
+    assert [o for o in options if o.startswith("--") and o not in out] == []
+    subcommands = [n for n, c in getattr(cmd, "commands", {}).items() if not c.hidden]
+    assert [n for n in subcommands if n not in out] == []
 
 
 def test_no_arguments_shows_help() -> None:
