@@ -138,7 +138,10 @@ class GRPOTrainer:
                 f"groups_per_step={cfg.groups_per_step} must be a multiple of the {world} "
                 "processes, so that every process plays whole groups"
             )
-        if (cfg.groups_per_step // world * cfg.group_size) % cfg.micro_batches:
+        if (
+            cfg.micro_batches
+            and (cfg.groups_per_step // world * cfg.group_size) % cfg.micro_batches
+        ):
             raise ValueError(
                 f"micro_batches={cfg.micro_batches} must divide the episodes per process "
                 f"({cfg.groups_per_step // world * cfg.group_size})"
@@ -169,6 +172,7 @@ class GRPOTrainer:
         from envkit.devices import describe
         from envkit.trainers import _compat
         from envkit.trainers.backend import TRLBackend
+        from envkit.trainers.batch import auto_micro_batches
         from envkit.trainers.episodes import BackgroundLoop, EpisodeSource
         from envkit.trainers.modeling import load_base_model, lora_config, resolve_device
 
@@ -177,6 +181,13 @@ class GRPOTrainer:
         model, tok = load_base_model(model_spec, cfg, tokenizer)
         self.tokenizer = tok
         self.device = resolve_device(cfg)
+        if cfg.micro_batches is None:
+            # Unset: bound the tokens of a forward/backward pass (peak memory); dapo and cispo
+            # normalize over the whole step, so the split leaves their gradient unchanged.
+            per_process = cfg.groups_per_step // world * cfg.group_size
+            exact = cfg.loss_type in ("dapo", "cispo")
+            micro = auto_micro_batches(per_process, self.device) if exact else 1
+            self.config = cfg = cfg.model_copy(update={"micro_batches": micro})
         self.runtime = describe(model)
         """``{"device": ..., "dtype": ...}`` the base model runs on (shown in run summaries)."""
         self.loop = BackgroundLoop()

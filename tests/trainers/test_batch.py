@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
 import torch
 
 from envkit.trainers.batch import keep_rows, loss_mask, split_rows
@@ -61,3 +65,40 @@ def test_split_rows_uneven_keeps_the_step_normalizer() -> None:
         ].numel()
         == 0
     )
+
+
+def test_auto_micro_batches_is_the_fewest_even_split_under_the_cap() -> None:
+    from envkit.trainers.batch import auto_micro_batches
+
+    assert [auto_micro_batches(n) for n in (1, 4, 6, 8, 16, 32)] == [1, 1, 2, 2, 4, 8]
+    assert auto_micro_batches(7) == 7  # a prime above the cap: one row per pass
+    assert auto_micro_batches(32, "cuda:0") == 2  # 16 rows per pass on CUDA
+    assert auto_micro_batches(32, rows=32) == 1
+    for bad in ({"episodes": 0}, {"episodes": 4, "rows": 0}):
+        with pytest.raises(ValueError, match="must be >= 1"):
+            auto_micro_batches(**bad)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, 2),  # unset, dapo: 8 episodes -> 2 passes of 4 (bounded activation memory)
+        ({"loss_type": "cispo"}, 2),
+        ({"loss_type": "grpo"}, 1),  # per-micro-batch normalizer: never split implicitly
+        ({"micro_batches": 1}, 1),  # an explicit value is kept
+        ({"micro_batches": 4}, 4),
+    ],
+)
+def test_trainer_splits_a_step_into_micro_batches_unless_told_otherwise(
+    tmp_path: Path, overrides: dict[str, Any], expected: int
+) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from train_support import make_trainer
+
+    with make_trainer(tmp_path / "run", **overrides) as trainer:
+        assert trainer.config.micro_batches == expected
+        args = trainer.backend.args
+        assert args.gradient_accumulation_steps == expected
+        assert args.per_device_train_batch_size * expected == 8
