@@ -16,7 +16,7 @@ demo: setup
 	$(PY) -m envkit.cli train Arithmetic-v0 --model smollm2-135m -k 'operators=+*' -k max_turns=1 --steps 20 --groups-per-step 2 --max-new-tokens 32 --eval-every 10 --out runs/demo --overwrite
 
 test: setup
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q --durations=25 --durations-min=5
 	PYTHON=$(PY) bash scripts/floors.sh
 
 lint:

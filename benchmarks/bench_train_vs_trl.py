@@ -16,7 +16,9 @@ Each run trains for the same wall-clock budget (model loading excluded) in its o
 Afterwards the base model and both adapters are evaluated on the same held-out tasks (tasks
 whose expression never occurs in training) with the same sampling seed, in one process with
 ``envkit.trainers.evaluate_adapters``. Prints the train reward per minute of both runs, steps
-per minute, and held-out accuracy; writes ``OUT/curves.png`` and ``OUT/results.json``.
+per minute, held-out accuracy and the peak RSS of both training processes side by side (each
+child's ``ru_maxrss``, model loading included); writes ``OUT/curves.png`` and
+``OUT/results.json``.
 """
 
 from __future__ import annotations
@@ -165,10 +167,27 @@ def run_envkit(out: Path, minutes: float, train: list[int], threads: int) -> lis
     return rows
 
 
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far (``ru_maxrss``), GiB."""
+    import resource
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kib / 2**20
+
+
 def child(which: str, out: Path, minutes: float, threads: int, eval_tasks: int) -> None:
     _, train = seeds(eval_tasks, 4 * 2000)
     rows = (run_trl if which == "trl" else run_envkit)(out, minutes, train, threads)
-    (out / f"{which}.json").write_text(json.dumps(rows))
+    result = {"rows": rows, "peak_rss_gib": peak_rss_gib()}
+    (out / f"{which}.json").write_text(json.dumps(result))
+
+
+def load_run(path: Path) -> tuple[list[dict[str, Any]], float | None]:
+    """(per-step rows, peak RSS in GiB) of a child's result file (old files: rows only)."""
+    data = json.loads(path.read_text())
+    if isinstance(data, list):
+        return data, None
+    return data["rows"], data["peak_rss_gib"]
 
 
 def per_minute(rows: list[dict[str, Any]], minutes: float) -> list[float | None]:
@@ -223,7 +242,9 @@ def report(args: argparse.Namespace) -> None:
     from envkit.metrics import summarize
     from envkit.trainers.adapters import evaluate_adapters
 
-    rows = {w: json.loads((args.out / f"{w}.json").read_text()) for w in ("trl", "envkit")}
+    loaded = {w: load_run(args.out / f"{w}.json") for w in ("trl", "envkit")}
+    rows = {w: r for w, (r, _) in loaded.items()}
+    peak = {w: p for w, (_, p) in loaded.items()}
     eval_seeds, _ = seeds(args.eval_tasks, 0)
     results = evaluate_adapters(
         "smollm2-135m",
@@ -251,23 +272,29 @@ def report(args: argparse.Namespace) -> None:
             "wall_s": wall,
             "s_per_step": wall / max(steps, 1),
             "reward_last_minute": curves[w][-1],
+            "peak_rss_gib": peak[w],
         }
         print(
             f"{w:>8}: {steps} steps in {wall:.0f} s ({wall / max(steps, 1):.1f} s/step), "
-            f"held-out accuracy {_f(acc[w])} (base {_f(acc['base'])})"
+            f"held-out accuracy {_f(acc[w])} (base {_f(acc['base'])}), "
+            f"peak RSS {_f(peak[w], 2)} GiB"
         )
     ratio = result["runs"]["trl"]["s_per_step"] / result["runs"]["envkit"]["s_per_step"]
     print(
         f"=> envkit steps per minute vs plain TRL: {ratio:.2f}x; held-out accuracy "
         f"{_f(acc['envkit'])} vs {_f(acc['trl'])} (goal: at least as good per minute)"
     )
+    print(
+        f"=> peak RSS (ru_maxrss of each training process, model loading included): plain TRL "
+        f"{_f(peak['trl'], 2)} GiB, envkit {_f(peak['envkit'], 2)} GiB"
+    )
     result["steps_per_minute_ratio"] = ratio
     (args.out / "results.json").write_text(json.dumps(result, indent=2))
     _plot(rows, args.out / "curves.png")
 
 
-def _f(v: float | None) -> str:
-    return "-" if v is None else f"{v:.3f}"
+def _f(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def _plot(rows: dict[str, list[dict[str, Any]]], path: Path) -> None:
