@@ -14,8 +14,8 @@ time (``envkit.register``, ``register_dataset``, in a script's ``__main__`` too)
 collect: its registry entry is pickled (cloudpickle: by value when defined in ``__main__``) and
 registered on a worker that lacks it. A local Ray instance that the backend started itself
 (``ray_address=None`` and no running cluster) is shut down by ``close()``, and the processes the
-raylet started (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``), which outlive
-``ray.shutdown()`` when Ray was started from a thread other than the main one, are killed.
+raylet started (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``), which were seen to
+outlive ``ray.shutdown()`` and the Python process (why is not established), are killed.
 
 Failure semantics: a group whose actor died (its process was killed, its node left the cluster:
 ``ActorDiedError``, ``WorkerCrashedError``, ``NodeDiedError``, ``OwnerDiedError``...) becomes
