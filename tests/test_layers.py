@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "lint_imports.py"
 
@@ -31,9 +33,12 @@ def _contracts() -> list[dict[str, Any]]:
     return _config()["tool"]["importlinter"]["contracts"]
 
 
-def _lint(root: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def _lint(root: Path = ROOT, *, bare: bool = False) -> subprocess.CompletedProcess[str]:
+    """The contracts on ``root``: by the script, or by plain ``lint-imports`` run in ``root``."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    command = [str(lint_imports), "--no-logo"] if bare else [sys.executable, str(SCRIPT)]
     return subprocess.run(
-        [sys.executable, str(SCRIPT), "--root", str(root)],
+        [*command, "--root", str(root)] if not bare else command,
         capture_output=True,
         text=True,
         timeout=300,
@@ -54,11 +59,14 @@ def _copy_tree(dest: Path) -> Path:
 
     for folder in _config()["tool"]["setuptools"]["package-dir"].values():
         shutil.copytree(ROOT / folder, dest / folder, ignore=not_python, dirs_exist_ok=True)
+    (dest / "scripts").mkdir()
+    shutil.copy(SCRIPT, dest / "scripts" / SCRIPT.name)  # the contract types pyproject names
     return dest
 
 
-def test_every_contract_is_kept() -> None:
-    result = _lint()
+@pytest.mark.parametrize("bare", [False, True], ids=["script", "plain-lint-imports"])
+def test_every_contract_is_kept(bare: bool) -> None:
+    result = _lint(bare=bare)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     kept = re.search(r"Contracts: (\d+) kept, 0 broken", out)
@@ -77,7 +85,8 @@ def test_the_layers_contract_places_every_module_and_the_mapped_folders() -> Non
             assert package.removeprefix("envkit.") in names, package
 
 
-def test_planted_violations_break_the_contracts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bare", [False, True], ids=["script", "plain-lint-imports"])
+def test_planted_violations_break_the_contracts(tmp_path: Path, bare: bool) -> None:
     """Imports that break each kind of contract, planted in the mapped folders and in envkit."""
     root = _copy_tree(tmp_path)
     (root / "rewards" / "_planted.py").write_text("from envkit.policies import base\n")
@@ -85,12 +94,12 @@ def test_planted_violations_break_the_contracts(tmp_path: Path) -> None:
     (root / "trainers" / "_planted.py").write_text("from envkit.cli import main\n")
     (root / "envkit" / "toolcalls" / "_planted.py").write_text("import envkit.policies.hf\n")
     (root / "envkit" / "_unplaced.py").write_text('"""A module in no layer."""\n')
-    result = _lint(root)
+    result = _lint(root, bare=bare)
     out = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 1, out
     assert "envkit._unplaced" in out  # exhaustive: not in any layer
     (root / "envkit" / "_unplaced.py").unlink()
-    result = _lint(root)
+    result = _lint(root, bare=bare)
     out = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 1, out
     for chain in (
