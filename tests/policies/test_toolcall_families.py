@@ -3,7 +3,6 @@ and ``envkit check-template`` on templates that keep and break the prefix proper
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import sys
@@ -26,13 +25,9 @@ from envkit.toolcalls import (
 from envkit.toolcalls.template_check import check_template
 from envkit.types import Message, ToolCall
 
-_spec = importlib.util.spec_from_file_location(
-    "template_families", Path(__file__).parent / "templates" / "families.py"
-)
-assert _spec is not None and _spec.loader is not None
-families = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = families  # dataclasses look their module up
-_spec.loader.exec_module(families)
+sys.path.insert(0, str(Path(__file__).parent / "templates"))
+import families
+
 FAMILIES = families.FAMILIES
 BY_FILE = {f.file: f for f in FAMILIES}
 

@@ -8,7 +8,6 @@ names only ``<|endoftext|>``, although ``HFPolicy`` would not stop at those toke
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -20,13 +19,9 @@ from envkit._tokens import stop_token_ids
 from envkit.cli.main import app
 from envkit.toolcalls.template_check import TOOLS, check_template
 
-_spec = importlib.util.spec_from_file_location(
-    "template_families", Path(__file__).parent / "templates" / "families.py"
-)
-assert _spec is not None and _spec.loader is not None
-families = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = families  # dataclasses look their module up
-_spec.loader.exec_module(families)
+sys.path.insert(0, str(Path(__file__).parent / "templates"))
+import families
+
 GLM = next(f for f in families.FAMILIES if f.file == "zai-org-GLM-4.5.jinja")
 
 
