@@ -8,8 +8,6 @@ rank-0 run folder) is exercised by launching with ``torch.distributed.run`` and 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,34 +16,14 @@ import pytest
 from envkit.trainers.run_dir import RunDir
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from train_support import run_two_processes  # noqa: E402
 
 
 @pytest.mark.slow
 def test_two_processes_train_in_sync(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    }
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(HERE / "train_support.py"),
-            "--ddp",
-            str(out),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_two_processes(HERE / "train_support.py", "--ddp", str(out), timeout=600)
     fingerprints = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
     assert fingerprints[0] == fingerprints[1]  # same steps, identical LoRA weights on both ranks
     assert fingerprints[0][0] == "2"

@@ -10,8 +10,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +19,8 @@ from envkit.metrics import merge_metrics, reduction_of
 from envkit.trainers.episodes import step_metric_reductions
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from train_support import run_two_processes  # noqa: E402
 
 
 def test_every_metric_a_step_logs_has_a_declared_reduction() -> None:
@@ -60,28 +60,7 @@ def test_merge_uses_each_declared_reduction() -> None:
 
 
 def test_two_processes_merge_max_as_max_and_counts_as_sums(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    }
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(HERE / "merge_support.py"),
-            str(tmp_path),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=500,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_two_processes(HERE / "merge_support.py", str(tmp_path), timeout=500)
     texts = [(tmp_path / f"rank{r}.json").read_text() for r in (0, 1)]
     assert texts[0] == texts[1]  # every process logs the same numbers
     m = json.loads(texts[0])

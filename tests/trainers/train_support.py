@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -289,6 +291,40 @@ def one_step(
     trainer.train()
     assert capture.grads, "no gradient was captured: the step did not reach the optimizer"
     return capture.grads
+
+
+def run_two_processes(script: Path, *args: str, timeout: float) -> None:
+    """Runs ``script`` in 2 gloo processes with ``torch.distributed.run`` (as ``accelerate
+    launch`` does) and fails the test unless both succeed.
+
+    Args:
+        script: The script each process runs (its folder, this one, is on ``PYTHONPATH``).
+        *args: The script's arguments.
+        timeout: Seconds before the launch is stopped.
+    """
+    here = Path(__file__).parent
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(here) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
 
 
 def main() -> None:
