@@ -600,36 +600,18 @@ class RayRollout:
         progress: bool = False,
     ) -> list[TrajectoryGroup]:
         """``astream`` gathered: one group per seed, in seed order (``acollect``'s contract)."""
-        from envkit.progress import RolloutProgress
-
         seeds = list(seeds)
-        out: list[TrajectoryGroup | None] = [None] * len(seeds)
-        bar = RolloutProgress(progress, len(seeds) * group_size, f"{env} on Ray")
-        out_path = Path(jsonl_path) if jsonl_path is not None else None
-        if out_path is not None:
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            out_path.write_text("")
-        try:
-            async for gi, group in self.astream(
-                env,
-                policy,
-                seeds=seeds,
-                group_size=group_size,
-                concurrency=concurrency,
-                options=options,
-                env_kwargs=env_kwargs,
-                episode_timeout=episode_timeout,
-            ):
-                out[gi] = group
-                for t in group:
-                    bar.update(t)
-                if out_path is not None:
-                    with out_path.open("a", encoding="utf-8") as f:
-                        f.write(group.model_dump_json() + "\n")
-        finally:
-            bar.close()
-        assert all(g is not None for g in out)
-        return [g for g in out if g is not None]
+        stream = self.astream(
+            env,
+            policy,
+            seeds=seeds,
+            group_size=group_size,
+            concurrency=concurrency,
+            options=options,
+            env_kwargs=env_kwargs,
+            episode_timeout=episode_timeout,
+        )
+        return await _gather(stream, len(seeds), group_size, f"{env} on Ray", jsonl_path, progress)
 
     def collect(self, env: Any, policy: Policy, **kwargs: Any) -> list[TrajectoryGroup]:
         """``acollect`` from synchronous code (same arguments)."""
@@ -793,28 +775,53 @@ async def acollect_ray(
     ``ray_options`` go to ``astream_ray`` (``workers_per_node``, ``max_retries``,
     ``env_vars``).
     """
+    seeds = list(seeds)
+    stream = astream_ray(
+        env,
+        policy,
+        seeds=seeds,
+        group_size=group_size,
+        concurrency=concurrency,
+        options=options,
+        env_kwargs=env_kwargs,
+        episode_timeout=episode_timeout,
+        ray_address=ray_address,
+        **ray_options,
+    )
+    return await _gather(stream, len(seeds), group_size, f"{env} on Ray", jsonl_path, progress)
+
+
+async def _gather(
+    stream: AsyncIterator[tuple[int, TrajectoryGroup]],
+    n_seeds: int,
+    group_size: int,
+    description: str,
+    jsonl_path: str | Path | None,
+    progress: bool,
+) -> list[TrajectoryGroup]:
+    """Gathers ``(seed index, group)`` pairs into one group per seed, in seed order.
+
+    Args:
+        stream: The groups as they finish (``astream``, ``astream_ray``); not started yet.
+        n_seeds: How many seeds the stream plays (each yields one group).
+        group_size: Episodes per group (the progress bar's total is ``n_seeds * group_size``).
+        description: The text left of the progress bar.
+        jsonl_path: If given, truncated first, then each group is appended as it arrives.
+        progress: Show the progress bar.
+
+    Returns:
+        One ``TrajectoryGroup`` per seed, in seed order.
+    """
     from envkit.progress import RolloutProgress
 
-    seeds = list(seeds)
-    out: list[TrajectoryGroup | None] = [None] * len(seeds)
-    bar = RolloutProgress(progress, len(seeds) * group_size, f"{env} on Ray")
+    out: list[TrajectoryGroup | None] = [None] * n_seeds
+    bar = RolloutProgress(progress, n_seeds * group_size, description)
     out_path = Path(jsonl_path) if jsonl_path is not None else None
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text("")
     try:
-        async for gi, group in astream_ray(
-            env,
-            policy,
-            seeds=seeds,
-            group_size=group_size,
-            concurrency=concurrency,
-            options=options,
-            env_kwargs=env_kwargs,
-            episode_timeout=episode_timeout,
-            ray_address=ray_address,
-            **ray_options,
-        ):
+        async for gi, group in stream:
             out[gi] = group
             for t in group:
                 bar.update(t)
