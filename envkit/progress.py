@@ -1,6 +1,7 @@
 """The progress bar of a rollout: running mean reward and outcome counts (or nothing).
 
-Used by both rollout backends (``envkit.rollout`` and ``envkit.ray_rollout``).
+Used by both rollout backends (``envkit.rollout`` and ``envkit.ray_rollout``); ``start_bar`` is
+also the training bar's (``envkit.trainers.progress``).
 
 Example:
     >>> from envkit.progress import RolloutProgress
@@ -16,10 +17,52 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from envkit.types import Trajectory
 
-__all__ = ["RolloutProgress"]
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn, TaskID
+
+__all__ = ["RolloutProgress", "start_bar"]
+
+
+def start_bar(
+    description: str, total: int, *, completed: int = 0, eta: bool = False
+) -> tuple[Progress, TaskID]:
+    """Starts a rich progress bar: the bold description, the bar, done/total, the elapsed time,
+    with ``eta`` the time left, then the task's ``stats`` field (empty at first).
+
+    Args:
+        description: The text left of the bar.
+        total: The number of units expected.
+        completed: The units already done (a resumed run).
+        eta: Show the estimated time left.
+
+    Returns:
+        The started bar and the id of its one task.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns: list[ProgressColumn] = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    if eta:
+        columns += [TextColumn("eta"), TimeRemainingColumn()]
+    bar = Progress(*columns, TextColumn("{task.fields[stats]}"))
+    task = bar.add_task(description, total=total, completed=completed, stats="")
+    bar.start()
+    return bar, task
 
 
 class RolloutProgress:
@@ -35,26 +78,8 @@ class RolloutProgress:
         self.enabled = enabled
         self.outcomes: Counter[str] = Counter()
         self.rewards: list[float] = []
-        if not enabled:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[stats]}"),
-            transient=False,
-        )
-        self.task = self.bar.add_task(description, total=total, stats="")
-        self.bar.start()
+        if enabled:
+            self.bar, self.task = start_bar(description, total)
 
     def update(self, traj: Trajectory) -> None:
         """Counts one finished episode."""

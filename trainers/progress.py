@@ -14,6 +14,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from envkit.progress import start_bar
+
 __all__ = ["TrainProgress"]
 
 _FIELDS = (
@@ -45,28 +47,8 @@ class TrainProgress:
         self.plain = plain and not enabled
         self.line = ""
         self._last: dict[str, Any] = {}
-        if not enabled:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[stats]}"),
-        )
-        self.task = self.bar.add_task("train", total=total_steps, completed=start_step, stats="")
-        self.bar.start()
+        if enabled:
+            self.bar, self.task = start_bar("train", total_steps, completed=start_step, eta=True)
 
     def update(self, step: int, metrics: Mapping[str, Any], *, echo: bool = True) -> None:
         """Shows ``metrics`` of ``step`` (missing or non-finite values are left out).
