@@ -1,7 +1,8 @@
 # The two commands of the README:
 #   make demo   installs what is missing, then trains a LoRA adapter on a bundled env (CPU ok)
 #   make test   installs what is missing (Python packages, Docker engine, sandbox image), runs the
-#               tests, then the floors job (trainer + policy tests on the lowest declared versions)
+#               tests (the learning tests beside the others: scripts/test.sh), then the floors job
+#               (trainer + policy tests on the lowest declared versions)
 PY ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
@@ -16,8 +17,7 @@ demo: setup
 	$(PY) -m envkit.cli train Arithmetic-v0 --model smollm2-135m -k 'operators=+*' -k max_turns=1 --steps 20 --groups-per-step 2 --max-new-tokens 32 --eval-every 10 --out runs/demo --overwrite
 
 test: setup
-	$(PY) -m pytest -q --durations=25 --durations-min=5
-	PYTHON=$(PY) bash scripts/floors.sh
+	PYTHON=$(PY) bash scripts/test.sh
 
 lint:
 	ruff check . && ruff format --check .
