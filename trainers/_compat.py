@@ -128,6 +128,20 @@ def _error(missing: list[str]) -> IncompatibleVersionError:
     )
 
 
+def _defined_by_trl(method: str) -> bool:
+    """Whether TRL's GRPOTrainer (or a TRL base class) defines ``method``: one that only
+    ``transformers.Trainer`` defines does not count, since envkit relies on TRL's version."""
+    import trl
+    from transformers import Trainer
+
+    for cls in trl.GRPOTrainer.__mro__:
+        if cls is Trainer:
+            return False
+        if method in vars(cls):
+            return True
+    return False
+
+
 def _config_fields() -> set[str]:
     import trl
 
@@ -144,7 +158,7 @@ def check() -> None:
     """
     import trl
 
-    missing = [f"trl.GRPOTrainer.{m}" for m in _TRAINER_METHODS if not hasattr(trl.GRPOTrainer, m)]
+    missing = [f"trl.GRPOTrainer.{m}" for m in _TRAINER_METHODS if not _defined_by_trl(m)]
     params = inspect.signature(trl.GRPOTrainer.__init__).parameters
     missing += [f"trl.GRPOTrainer({a}=...)" for a in _TRAINER_ARGS if a not in params]
     fields = _config_fields()

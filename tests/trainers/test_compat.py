@@ -40,6 +40,23 @@ def test_the_installed_stack_passes_the_check_once(fresh_check: None) -> None:
     assert _compat.check.cache_info().hits == 1  # checked once per process
 
 
+@pytest.mark.parametrize("method", ["_prepare_inputs", "compute_loss"])
+def test_a_method_only_transformers_trainer_defines_does_not_count(
+    monkeypatch, fresh_check: None, method: str
+) -> None:
+    from transformers import Trainer
+
+    assert method in vars(Trainer)  # TRL overrides it; envkit relies on TRL's version
+    for cls in trl.GRPOTrainer.__mro__:
+        if cls is Trainer:
+            break
+        if method in vars(cls):
+            monkeypatch.delattr(cls, method)
+    assert hasattr(trl.GRPOTrainer, method)  # inherited from transformers.Trainer
+    message = _missing_named(f"trl.GRPOTrainer.{method}")
+    assert "missing" in message
+
+
 @pytest.mark.parametrize("method", _compat._TRAINER_METHODS)
 def test_each_trainer_method_is_checked(monkeypatch, fresh_check: None, method: str) -> None:
     # from transformers.Trainer too where it has one: the check must not pass on a base method
