@@ -17,7 +17,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM
 mkdir -p .envkit
 log=.envkit/test-learning.log
 
-"$PY" -m pytest -q -p no:cacheprovider -m learning --durations=5 >"$log" 2>&1 &
+"$PY" -m pytest -q -s -p no:cacheprovider -m learning --durations=5 >"$log" 2>&1 &
 learning=$!
 # Interrupted (Ctrl-C, a CI time limit): stop the learning run too, then leave.
 trap 'kill "$learning" 2>/dev/null; wait "$learning" 2>/dev/null; exit 130' INT TERM

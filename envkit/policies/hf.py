@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 import weakref
 from collections import deque
@@ -411,7 +412,10 @@ class HFPolicy(BasePolicy):
     @property
     def adapters(self) -> list[str]:
         """Names of the peft adapters on the model (empty for a plain model)."""
-        return list(getattr(self.model, "peft_config", {}) or {})
+        peft = sys.modules.get("peft")  # not imported: the model cannot be a PeftModel
+        if peft is None or not isinstance(self.model, peft.PeftModel):
+            return []  # (a model unwrapped by unload() may keep a stale peft_config: peft<0.18)
+        return list(self.model.peft_config)
 
     def load_adapter(self, path: str | Path, name: str = "default") -> None:
         """Loads a peft (LoRA) adapter from ``path`` under ``name`` (inference only).
