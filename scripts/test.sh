@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# What `make test` runs after setup: the whole test suite, then the floors job.
+# What `make test` runs after setup: the whole test suite and the floors job.
 #
-# The learning tests (pytest marker `learning`: SmolLM2-135M trains for ~10-15 minutes and keeps
-# both cores busy) run in a second pytest process beside the others, whose tests mostly wait on
-# Docker, subprocesses and local servers; run one after the other they would add their whole
-# time to the suite's. Their report is printed at the end (and kept in .envkit/test-learning.log).
-# Exit status: non-zero when any test of either process or of the floors job failed.
+# Two chains run side by side:
+#   * the suite without the learning test (most of its tests wait on Docker, subprocesses and
+#     local servers, so it leaves CPU to spare);
+#   * the learning test (pytest marker `learning`: SmolLM2-135M trains for ~15-25 minutes and
+#     keeps both cores busy), then the floors job (scripts/floors.sh: the trainer and policy tests
+#     on the lowest declared versions).
+# One after the other they would add their times; side by side the longer chain sets the pace.
+# The second chain's reports are printed at the end (and kept in .envkit/test-*.log).
+# Exit status: non-zero when any test of either chain failed.
 #
 #   bash scripts/test.sh             # what make test runs
 #   python3 -m pytest                # the same tests in one process, one after the other
@@ -15,25 +19,33 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p .envkit
-log=.envkit/test-learning.log
+learning_log=.envkit/test-learning.log
+floors_log=.envkit/test-floors.log
+rm -f .envkit/test-learning.rc .envkit/test-floors.rc
 
-"$PY" -m pytest -q -s -p no:cacheprovider -m learning --durations=5 >"$log" 2>&1 &
-learning=$!
-# Interrupted (Ctrl-C, a CI time limit): stop the learning run too, then leave.
-trap 'kill "$learning" 2>/dev/null; wait "$learning" 2>/dev/null; exit 130' INT TERM
+(
+  "$PY" -m pytest -q -s -p no:cacheprovider -m learning --durations=5 >"$learning_log" 2>&1
+  echo $? >.envkit/test-learning.rc
+  PYTHON="$PY" bash scripts/floors.sh >"$floors_log" 2>&1
+  echo $? >.envkit/test-floors.rc
+) &
+chain=$!
+# Interrupted (Ctrl-C, a CI time limit): stop the second chain too, then leave.
+trap 'pkill -TERM -P "$chain" 2>/dev/null; kill "$chain" 2>/dev/null; wait "$chain"; exit 130' INT TERM
 
 "$PY" -m pytest -q -m "not learning" --durations=25 --durations-min=5
 suite=$?
-PYTHON="$PY" bash scripts/floors.sh
-floors=$?
 
-if kill -0 "$learning" 2>/dev/null; then
-  echo "== waiting for the learning tests (running since the suite started; log: $log)"
+if kill -0 "$chain" 2>/dev/null; then
+  echo "== waiting for the learning test and the floors job (logs: $learning_log, $floors_log)"
 fi
-wait "$learning"
-learned=$?
-echo "== the learning tests, run beside the suite:"
-cat "$log"
+wait "$chain"
+learned=$(cat .envkit/test-learning.rc 2>/dev/null || echo 1)
+floors=$(cat .envkit/test-floors.rc 2>/dev/null || echo 1)
+echo "== the learning test, run beside the suite:"
+cat "$learning_log"
+echo "== the floors job, run after it:"
+cat "$floors_log"
 
-echo "== make test: suite exit $suite, floors exit $floors, learning exit $learned"
-[ "$suite" -eq 0 ] && [ "$floors" -eq 0 ] && [ "$learned" -eq 0 ]
+echo "== make test: suite exit $suite, learning exit $learned, floors exit $floors"
+[ "$suite" -eq 0 ] && [ "$learned" -eq 0 ] && [ "$floors" -eq 0 ]
