@@ -326,7 +326,7 @@ def _save_converted(model: Any, tok: Any, dest: Path) -> None:
         try:
             model.save_pretrained(str(tmp))
             tok.save_pretrained(str(tmp))
-            (tmp / _CONVERTED_MARKER).write_text(f"converted from {smollm2_path()}\n")
+            (tmp / _CONVERTED_MARKER).write_text(f"converted from {SMOLLM2_GGUF}\n")
             with contextlib.suppress(OSError):  # another process won the race: keep its copy
                 tmp.rename(dest)
         finally:

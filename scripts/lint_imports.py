@@ -115,18 +115,19 @@ def _root() -> Path:
     return Path(os.environ.get(ROOT_VARIABLE) or os.getcwd())
 
 
-class InstalledLayersContract(LayersContract):
+class _OnInstalledLayout:
+    """Checks the contract on the installed layout's graph instead of import-linter's own."""
+
+    def check(self, graph: Any, verbose: bool) -> Any:
+        return super().check(copy.deepcopy(installed_graph(_root())), verbose)  # type: ignore[misc]
+
+
+class InstalledLayersContract(_OnInstalledLayout, LayersContract):
     """import-linter's ``layers`` contract on the installed layout (type ``envkit_layers``)."""
 
-    def check(self, graph: Any, verbose: bool) -> Any:
-        return super().check(copy.deepcopy(installed_graph(_root())), verbose)
 
-
-class InstalledForbiddenContract(ForbiddenContract):
+class InstalledForbiddenContract(_OnInstalledLayout, ForbiddenContract):
     """import-linter's ``forbidden`` contract on the installed layout (``envkit_forbidden``)."""
-
-    def check(self, graph: Any, verbose: bool) -> Any:
-        return super().check(copy.deepcopy(installed_graph(_root())), verbose)
 
 
 def run(root: Path = ROOT, *, config: Path | None = None, verbose: bool = False) -> int:
