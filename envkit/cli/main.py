@@ -253,6 +253,7 @@ def eval_command(
 
 
 from envkit.cli.check_template import check_template_command  # noqa: E402
+from envkit.cli.gateway import gateway_command  # noqa: E402
 from envkit.cli.init import init_command  # noqa: E402
 from envkit.cli.sandbox import app as sandbox_app  # noqa: E402
 from envkit.cli.serve import serve_command  # noqa: E402
@@ -266,6 +267,7 @@ app.command("report")(report_command)
 app.command("check-template")(check_template_command)
 app.command("view")(view_command)
 app.command("serve")(serve_command)
+app.command("gateway")(gateway_command)
 
 
 def main() -> None:

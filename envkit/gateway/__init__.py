@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CallRecord", "SessionLog", "read_session"]
+__all__ = ["CallRecord", "Gateway", "PolicyUpstream", "Session", "SessionLog", "read_session"]
 
 _LAZY = {
     "CallRecord": "envkit.gateway.records",
+    "Gateway": "envkit.gateway.server",
+    "PolicyUpstream": "envkit.gateway.upstream",
+    "Session": "envkit.gateway.server",
     "SessionLog": "envkit.gateway.records",
     "read_session": "envkit.gateway.records",
 }
