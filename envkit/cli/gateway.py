@@ -190,11 +190,12 @@ def gateway_command(
         f"  records: {gateway.log_dir}/<session>.jsonl"
     )
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while not stop.wait(0.5):
+        while not stop.wait(0.2):
             pass
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         gateway.close()
