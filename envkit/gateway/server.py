@@ -445,8 +445,14 @@ class Gateway:
         if api == "responses":
             from envkit.gateway import responses
 
-            fields["stream"] = bool(body.get("stream")) if isinstance(body, dict) else False
-            if isinstance(body, dict) and "model" in body:
+            if not isinstance(body, dict):
+                raise GatewayError(
+                    400,
+                    f"the request body must be a JSON object, got {type(body).__name__}",
+                    code="invalid_body",
+                )
+            fields["stream"] = bool(body.get("stream"))
+            if "model" in body:
                 fields["model"] = str(body["model"])
             try:
                 chat_body = responses.chat_body_from_responses(body)

@@ -374,7 +374,7 @@ def test_concurrent_sessions_are_batched_and_no_record_is_lost_or_doubled(gatewa
         c = openai.AsyncOpenAI(base_url=session.base_url, api_key="x", http_client=http)
         messages = list(USER)
         for _ in range(2):
-            answer = await c.chat.completions.create(model=MODEL, messages=messages, max_tokens=2)
+            answer = await c.chat.completions.create(model=MODEL, messages=messages, max_tokens=1)
             messages += [{"role": "assistant", "content": answer.choices[0].message.content}]
             messages += [{"role": "user", "content": "again"}]
 
@@ -406,7 +406,10 @@ def test_eight_concurrent_sessions_share_batches(gateway, policy):
                 for s in sessions
             ]
             await asyncio.gather(
-                *(c.chat.completions.create(model=MODEL, messages=USER) for c in clients)
+                *(
+                    c.chat.completions.create(model=MODEL, messages=USER, max_tokens=2)
+                    for c in clients
+                )
             )
 
     asyncio.run(run())
@@ -460,7 +463,10 @@ def test_responses_api_through_the_chat_path(gateway):
     c = client(session)
     response = c.responses.create(model=MODEL, input="What is 2 + 2?", max_output_tokens=4)
     events = list(c.responses.create(model=MODEL, input="What is 2 + 2?", stream=True))
-    first, second = session.records
+    r = post(session.base_url + "/responses", "[1]")
+    assert r.status_code == 400 and "JSON object" in r.json()["error"]["message"]
+    first, second, third = session.records
+    assert third.api == "responses" and third.status == 400
     assert first.api == second.api == "responses"
     assert response.output_text == first.message.content and not first.stream
     assert second.stream and events[-1].type in ("response.completed", "response.incomplete")
