@@ -277,7 +277,7 @@ class Gateway:
         app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
-        await web.SockSite(self._runner, self._sock).start()
+        await web.SockSite(self._runner, self._sock, backlog=1024).start()
 
     def close(self) -> None:
         """Stops serving (calls in flight get up to 5 s to finish). Idempotent.

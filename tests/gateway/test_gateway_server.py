@@ -417,6 +417,39 @@ def test_eight_concurrent_sessions_share_batches(gateway, policy):
     assert policy.stats.requests - before[1] == 8 and 8 / batches > 1, batches
 
 
+def test_256_concurrent_sessions_lose_and_double_nothing(tmp_path):
+    # raw aiohttp as the client: httpx (under the openai SDK) slows down badly at 256
+    # concurrent connections, whatever the server
+    import aiohttp
+
+    policy = CallablePolicy(lambda messages, tools: f"{len(messages)} messages", delay=0.01)
+    with Gateway(policy, served_model_name=MODEL, log_dir=tmp_path) as g:
+        sessions = [g.open_session() for _ in range(256)]
+
+        async def agent(session: Any, http: aiohttp.ClientSession, stream: bool) -> None:
+            body = {"model": MODEL, "messages": USER, "stream": stream}
+            for _ in range(2):
+                url = session.base_url + "/chat/completions"
+                async with http.post(url, json=body) as r:
+                    assert r.status == 200
+                    text = await r.text()
+                assert text.endswith("data: [DONE]\n\n") if stream else json.loads(text)["id"]
+
+        async def run() -> None:
+            connector = aiohttp.TCPConnector(limit=256)
+            async with aiohttp.ClientSession(connector=connector) as http:
+                await asyncio.gather(*(agent(s, http, i % 2 == 1) for i, s in enumerate(sessions)))
+
+        asyncio.run(run())
+        assert g.in_flight == 0
+    for i, session in enumerate(sessions):
+        records = session.records
+        assert [r.index for r in records] == [0, 1] and all(r.ok for r in records)
+        assert [r.stream for r in records] == [i % 2 == 1] * 2
+        assert read_session(session.path) == records
+    assert len(list(tmp_path.iterdir())) == 256
+
+
 def test_a_client_that_disconnects_mid_stream_leaves_one_record_and_no_task():
     long_answer = "word " * 100_000  # 500 kB in 8-character chunks: more than socket buffers hold
     with Gateway(ScriptedPolicy([long_answer]), served_model_name=MODEL, stream_chunk_chars=8) as g:
