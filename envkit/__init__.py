@@ -40,6 +40,7 @@ from envkit.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentEnv",
     "ChatEnv",
     "Completion",
     "EnvkitError",
@@ -61,6 +62,7 @@ __all__ = [
     "make_chat_env",
     "read_jsonl",
     "register",
+    "register_agent",
     "registered_ids",
     "spec",
     "tool",
@@ -77,4 +79,8 @@ def __getattr__(name: str) -> object:
         from envkit.rollout import collect
 
         return collect
+    if name in ("AgentEnv", "register_agent"):
+        from envkit.environments import agent
+
+        return getattr(agent, name)
     raise AttributeError(f"module 'envkit' has no attribute {name!r}")

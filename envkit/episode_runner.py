@@ -3,7 +3,9 @@
 ``EpisodeRunner.episode`` resets an env from an ``EnvPool``, alternates policy calls and env
 steps until the episode ends, and records everything on a ``Trajectory``; a failure is recorded
 there (``outcome``, ``error``), never raised. ``envkit.rollout`` (in this process) and
-``envkit.ray_rollout`` (on Ray workers) both run their episodes through it.
+``envkit.ray_rollout`` (on Ray workers) both run their episodes through it. An
+``envkit.AgentEnv``'s episodes are played by an ``envkit.agent_runner.AgentRunner`` (the agent
+calls the policy through a gateway), made on the first such episode; ``aclose`` closes it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from envkit.agent_runner import AgentRunner
 from envkit.env import ChatEnv
 from envkit.env_pool import EnvPool
+from envkit.environments.agent import AgentEnv
 from envkit.errors import InfraError
 from envkit.policies.base import Policy
 from envkit.types import Completion, GenerationRequest, Message, Trajectory, Usage
@@ -47,7 +51,19 @@ def _json_default(o: Any) -> Any:
 
 
 class EpisodeRunner:
-    """Plays episodes on envs from ``pool`` against ``policy`` (see the module docstring)."""
+    """Plays episodes on envs from ``pool`` against ``policy`` (see the module docstring).
+
+    Args:
+        pool: Where the envs come from.
+        policy: Samples the assistant turns.
+        options: Passed to every ``env.reset``.
+        episode_timeout: Seconds after which an episode is stopped (``None``: never).
+        gateway: For ``AgentEnv`` episodes: the ``envkit.gateway.Gateway`` the agents call
+            (kept open by ``aclose``); ``None``: one over ``policy``, made on the first agent
+            episode and closed by ``aclose``.
+        gateway_log_dir: Where a gateway made here writes its session files (``None``: a temp
+            dir, removed by ``aclose``).
+    """
 
     def __init__(
         self,
@@ -55,11 +71,23 @@ class EpisodeRunner:
         policy: Policy,
         options: dict[str, Any] | None,
         episode_timeout: float | None,
+        *,
+        gateway: Any = None,
+        gateway_log_dir: Any = None,
     ) -> None:
         self.pool = pool
         self.policy = policy
         self.options = options
         self.episode_timeout = episode_timeout
+        self._gateway = gateway
+        self._gateway_log_dir = gateway_log_dir
+        self._agents: AgentRunner | None = None
+
+    async def aclose(self) -> None:
+        """Closes what agent episodes opened (the gateway made here; a passed one stays)."""
+        agents, self._agents = self._agents, None
+        if agents is not None:
+            await agents.aclose()
 
     async def episode(self, seed: int | None, group_index: int) -> Trajectory:
         traj = Trajectory(env_id=self.pool.env_id, seed=seed, group_index=group_index)
@@ -70,6 +98,8 @@ class EpisodeRunner:
             traj.outcome, traj.error = _classify(e, "making the env")
             traj.timings.total_s = time.perf_counter() - start
             return traj
+        if isinstance(env, AgentEnv):
+            return await self._agent_episode(env, traj, start)
         broken = True
         try:
             await asyncio.wait_for(self._play(env, traj), self.episode_timeout)
@@ -86,6 +116,22 @@ class EpisodeRunner:
             traj.timings.total_s = time.perf_counter() - start
         if not traj.failed:
             traj.reward = math.fsum(traj.step_rewards)
+        return traj
+
+    async def _agent_episode(self, env: AgentEnv, traj: Trajectory, start: float) -> Trajectory:
+        if self._agents is None:
+            self._agents = AgentRunner(
+                self.policy, gateway=self._gateway, log_dir=self._gateway_log_dir
+            )
+        broken = True
+        try:
+            await self._agents.play(env, traj, self.options, self.episode_timeout)
+            broken = traj.failed
+        except Exception as e:  # a bug in the runner: this episode failed, not the batch
+            traj.outcome, traj.error = _classify(e, "playing the agent episode")
+        finally:
+            self.pool.release(env, broken=broken)
+            traj.timings.total_s = time.perf_counter() - start
         return traj
 
     async def _play(self, env: ChatEnv, traj: Trajectory) -> None:

@@ -314,6 +314,9 @@ class _Worker:
     async def end(self, run: int) -> None:
         """Drops collect ``run``'s policy copy (its HTTP threads stop); the envs stay."""
         entry = self._runs.pop(run, None)
+        if entry is not None:  # the gateway an agent env's episodes started
+            with contextlib.suppress(Exception):
+                await entry[0].aclose()
         close = getattr(entry[0].policy, "close", None) if entry else None
         if callable(close):
             with contextlib.suppress(Exception):

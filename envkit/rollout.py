@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from envkit._async import run_sync
 from envkit.env_pool import EnvPool, EnvSource
@@ -29,6 +29,9 @@ from envkit.episode_runner import EpisodeRunner
 from envkit.policies.base import Policy
 from envkit.progress import RolloutProgress
 from envkit.types import Trajectory, TrajectoryGroup
+
+if TYPE_CHECKING:
+    from envkit.gateway.server import Gateway
 
 __all__ = ["EnvPool", "acollect", "collect"]
 
@@ -51,6 +54,7 @@ async def acollect(
     progress: bool | None = None,
     backend: Literal["local", "ray"] = "local",
     ray_address: str | None = None,
+    gateway: Gateway | None = None,
 ) -> list[TrajectoryGroup]:
     """Runs ``group_size`` episodes for each seed and returns one group per seed, in order.
 
@@ -72,6 +76,11 @@ async def acollect(
             ``envkit.ray_rollout``). ``concurrency`` is then the total over the cluster.
         ray_address: The Ray cluster to use with ``backend="ray"`` (``"host:6379"``; ``None``:
             ``$RAY_ADDRESS``, the latest local cluster, else a new local one).
+        gateway: For an ``envkit.AgentEnv``: the ``envkit.gateway.Gateway`` its agents call
+            (left open, e.g. the trainer's, whose upstream then samples instead of ``policy``).
+            ``None``: one over ``policy`` is started on the first agent episode and closed
+            before ``acollect`` returns; its session files go beside ``jsonl_path``
+            (``<name>.sessions/``), or to a temp dir removed at the end without one.
 
     Returns:
         One ``TrajectoryGroup`` per seed, trajectories ordered by ``group_index``.
@@ -91,6 +100,11 @@ async def acollect(
 
         progress = sys.stderr.isatty()
     if backend == "ray":
+        if gateway is not None:
+            raise ValueError(
+                "gateway= is for local rollouts; on Ray each worker starts its own gateway over "
+                "its copy of the policy"
+            )
         from envkit.ray_rollout import acollect_ray
 
         return await acollect_ray(
@@ -111,11 +125,14 @@ async def acollect(
     if ray_address is not None:
         raise ValueError("ray_address is only used with backend='ray'")
     pool = EnvPool(env, concurrency, env_kwargs)
-    runner = EpisodeRunner(pool, policy, options, episode_timeout)
+    out_path = Path(jsonl_path) if jsonl_path is not None else None
+    sessions = out_path.with_name(out_path.stem + ".sessions") if out_path is not None else None
+    runner = EpisodeRunner(
+        pool, policy, options, episode_timeout, gateway=gateway, gateway_log_dir=sessions
+    )
     groups = [TrajectoryGroup(env_id=pool.env_id, seed=s, trajectories=[]) for s in seeds]
     remaining = [group_size] * len(seeds)
     bar = RolloutProgress(progress, len(seeds) * group_size, pool.env_id)
-    out_path = Path(jsonl_path) if jsonl_path is not None else None
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text("")
@@ -144,6 +161,7 @@ async def acollect(
         await asyncio.gather(*(worker() for _ in range(min(pool.size, len(seeds) * group_size))))
     finally:
         bar.close()
+        await runner.aclose()
         await pool.aclose()
     return groups
 
@@ -162,6 +180,7 @@ def collect(
     progress: bool | None = None,
     backend: Literal["local", "ray"] = "local",
     ray_address: str | None = None,
+    gateway: Gateway | None = None,
 ) -> list[TrajectoryGroup]:
     """Synchronous ``acollect`` (see there); works inside a running event loop too."""
     return run_sync(
@@ -178,5 +197,6 @@ def collect(
             progress=progress,
             backend=backend,
             ray_address=ray_address,
+            gateway=gateway,
         )
     )

@@ -42,7 +42,9 @@ __all__ = [
 
 Role = Literal["system", "user", "assistant", "tool"]
 
-Outcome = Literal["ok", "truncated", "timeout", "env_error", "policy_error", "infra_error"]
+Outcome = Literal[
+    "ok", "truncated", "timeout", "env_error", "policy_error", "agent_error", "infra_error"
+]
 """How an episode ended.
 
 * ``ok``: the environment terminated the episode normally.
@@ -50,6 +52,8 @@ Outcome = Literal["ok", "truncated", "timeout", "env_error", "policy_error", "in
 * ``timeout``: the rollout's per-episode timeout expired.
 * ``env_error``: the environment raised (a bug or bad task), see ``Trajectory.error``.
 * ``policy_error``: the policy raised (model server down, bad output it could not parse ...).
+* ``agent_error``: an agent episode's agent (``envkit.AgentEnv``) raised (the traceback is in
+  ``Trajectory.error``), returned something that is not an answer, or never called the model.
 * ``infra_error``: infrastructure under the env failed (sandbox container killed, daemon gone).
 """
 
@@ -327,6 +331,12 @@ class Trajectory(_Model):
     tools: list[dict[str, Any]] | None = None
     completions: list[Completion] = Field(default_factory=list)
     """The policy's samples, one per assistant turn, in order (token data when known)."""
+    branches: list[list[Completion]] = Field(default_factory=list)
+    """An agent episode's further training sequences: when the agent rewrote its history (or
+    ran several conversations), the calls that do not continue the main conversation
+    (``completions``) form branches, each a list of completions in call order that
+    ``render_trajectory`` renders as its own sequence with the episode's reward. Empty for
+    ``ChatEnv`` episodes and agents that only ever extend one conversation."""
     step_rewards: list[float] = Field(default_factory=list)
     """The reward returned by each ``env.step``."""
     reward: float | None = None
