@@ -303,6 +303,12 @@ class AgentEnv(ChatEnv):
         self.model = model
         self.tasks: list[Task] | None = None
         self.task_env: ChatEnv | None = None
+        self._tasks_id = tasks if isinstance(tasks, str) and not _is_file_source(tasks) else None
+        self._kwargs: dict[str, Any] = {
+            "model": model,
+            "task_env_kwargs": task_env_kwargs if self._tasks_id is not None else None,
+            "render_mode": render_mode,
+        }
         if isinstance(tasks, str) and not _is_file_source(tasks):
             from envkit.registration import make_chat_env
 
@@ -319,9 +325,9 @@ class AgentEnv(ChatEnv):
         else:
             if task_env_kwargs:
                 raise TypeError("task_env_kwargs applies only when tasks is a registered env id")
-            self.tasks = (
-                tasks if _is_loaded(tasks) else load_tasks(tasks, prompt=prompt, answer=answer)
-            )
+            if not _is_loaded(tasks):
+                tasks = _LoadedTasks(load_tasks(tasks, prompt=prompt, answer=answer))
+            self.tasks = tasks
         # A list's task is a deep copy (quick, on the event loop); another env's reset may block.
         threaded = False if self.task_env is None else self.task_env.step_in_thread
         self.step_in_thread = threaded  # type: ignore[misc]
@@ -335,6 +341,21 @@ class AgentEnv(ChatEnv):
                 self.reward, self.group_reward = scorer, None
             else:
                 self.group_reward = scorer
+
+    def spawn(self) -> AgentEnv:
+        """Another env with the same agent, tasks and reward (for concurrent episodes: a rollout
+        given an unregistered instance makes more with it)."""
+        if self.tasks is not None:
+            tasks: Any = self.tasks
+        elif self._tasks_id is not None:
+            tasks = self._tasks_id
+        else:
+            assert self.task_env is not None
+            spec = self.task_env.spec
+            tasks = gym.make(spec) if spec is not None else copy.deepcopy(self.task_env)
+        reward = self.reward if self.reward is not None else self.group_reward
+        reward = None if isinstance(reward, str) and reward == GROUP_JUDGE else reward
+        return AgentEnv(self.agent, tasks, reward=reward, **self._kwargs)
 
     @property
     def scored_by_group(self) -> bool:

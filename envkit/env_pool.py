@@ -52,8 +52,9 @@ class EnvPool:
     since its state (a half-finished tool call, a dead sandbox) cannot be trusted.
 
     Args:
-        source: An env id, a ``ChatEnv`` instance (more are made from its spec; without a spec
-            it is the only one) or a callable returning one.
+        source: An env id, a ``ChatEnv`` instance (more are made from its spec, or its
+            ``spawn()`` when it has one, as an ``AgentEnv``; otherwise it is the only one) or a
+            callable returning one.
         size: The most instances at once (the rollout's ``concurrency``).
         env_kwargs: Keyword arguments for making each env (with an id or a callable).
     """
@@ -76,9 +77,11 @@ class EnvPool:
             self._user_env = unwrap_chat_env(source)
             env_spec = source.spec or self._user_env.spec
             self.env_id = env_spec.id if env_spec else type(self._user_env).__name__
-            self._factory = (
-                (lambda: unwrap_chat_env(gym.make(env_spec))) if env_spec is not None else None
-            )
+            spawn = getattr(self._user_env, "spawn", None)  # an AgentEnv makes its own kind
+            if env_spec is not None:
+                self._factory = lambda: unwrap_chat_env(gym.make(env_spec))
+            else:
+                self._factory = spawn if callable(spawn) else None
         elif callable(source):
             self._factory = lambda: unwrap_chat_env(source(**kwargs))
             self.env_id = getattr(source, "__name__", type(source).__name__)

@@ -218,6 +218,18 @@ def test_bad_tasks_and_rewards_are_refused(tmp_path: Path) -> None:
         AgentEnv(one, ROWS, model="")
 
 
+def test_spawn_makes_another_env_of_the_same_kind() -> None:
+    env = make_env(model="m", render_mode="ansi")
+    twin = env.spawn()
+    assert twin is not env and twin.tasks is env.tasks and twin.reward is env.reward
+    assert (twin.model, twin.render_mode, twin.agent) == ("m", "ansi", env.agent)
+    judged = make_env(reward=None).spawn()
+    assert judged.group_reward == GROUP_JUDGE
+    from_env = AgentEnv(agents_support.one_call_agent, "Arithmetic-v0").spawn()
+    assert from_env.task_env is not None and from_env.reset(seed=1)[0]
+    from_env.close()
+
+
 def test_render_and_repr() -> None:
     env = make_env(render_mode="ansi")
     env.reset(seed=0)

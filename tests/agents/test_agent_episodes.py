@@ -15,6 +15,7 @@ from typing import Any
 
 import agents_support
 import gymnasium as gym
+import openai
 import pytest
 
 import envkit
@@ -68,6 +69,12 @@ def policy() -> HFPolicy:
 @pytest.fixture(scope="module")
 def gateway(policy: HFPolicy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     with Gateway(policy, log_dir=tmp_path_factory.mktemp("sessions")) as gw:
+        with gw.open_session("warm-up") as session:  # the first call through pays for imports
+            client = openai.OpenAI(base_url=session.base_url, api_key="x", max_retries=0)
+            client.chat.completions.create(
+                model="policy", messages=[{"role": "user", "content": "hi"}]
+            )
+            client.close()
         yield gw
 
 
@@ -160,6 +167,24 @@ def test_many_concurrent_episodes_lose_no_record(agent_ids: dict[str, str]) -> N
         assert [t.group_index for t in g] == [0, 1, 2]
         assert all(t.messages[0].content == f"What is {g.seed}+1?" for t in g)
         assert all(len(t.completions) == 2 for t in g)  # no token ids: every answered call
+
+
+def test_an_unregistered_instance_still_runs_episodes_at_once() -> None:
+    state = {"now": 0, "most": 0}
+
+    async def answer(messages: list[dict[str, Any]], tools: Any) -> str:
+        state["now"] += 1
+        state["most"] = max(state["most"], state["now"])
+        await asyncio.sleep(0.05)
+        state["now"] -= 1
+        return "1"
+
+    env = envkit.AgentEnv(agents_support.one_call_agent, ROWS, reward="exact_match")
+    groups = envkit.collect(
+        env, CallablePolicy(answer), seeds=range(4), group_size=2, progress=False
+    )
+    assert [g.rewards for g in groups] == [[1.0, 1.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
+    assert state["most"] == 8  # more envs were spawned from the instance
 
 
 # --------------------------------------------------------------------------- rewards
