@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -351,3 +352,18 @@ async def test_acollect_with_a_long_lived_gateway(agent_ids: dict[str, str]) -> 
             )
             assert groups[0][0].outcome == "ok" and groups[0][0].reward == (seed == 0)
         assert gateway.in_flight == 0 and gateway.sessions == {}
+
+
+def test_the_docs_example_runs(
+    policy: HFPolicy, clean_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/agents.md's "Agent episodes" example, with this module's tiny-random policy."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "agents.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", docs.split("## Agent episodes", 1)[1], re.S)[0]
+    monkeypatch.setattr(HFPolicy, "from_pretrained", lambda *args, **kwargs: policy)
+    namespace: dict[str, Any] = {"__name__": "docs_agents"}
+    exec(compile(block, "docs/agents.md", "exec"), namespace)
+    traj = namespace["traj"]
+    assert traj.outcome == "ok" and traj.metrics["gateway/calls"] == 2.0
+    assert len(traj.completions) + sum(len(b) for b in traj.branches) == 2
+    assert [len(g) for g in namespace["groups"]] == [4, 4]
