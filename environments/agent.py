@@ -78,7 +78,18 @@ DEFAULT_MODEL = "policy"
 GROUP_JUDGE = "ruler"
 """``AgentEnv.group_reward`` when no reward was given: the trainer's RULER group judge."""
 
-_RESERVED_INFO = frozenset({"task_id", "turn", "submitted", "reward_breakdown", "reward_pending"})
+_RESERVED_INFO = frozenset(
+    {
+        "task_id",
+        "turn",
+        "submitted",
+        "reward_breakdown",
+        "reward_pending",
+        "gateway_session",
+        "untrainable_calls",
+    }
+)
+"""Keys the env and the agent runner write into the info (a task column may not use them)."""
 
 
 # --------------------------------------------------------------------------- the agent

@@ -79,7 +79,7 @@ def answer_message(answer: Any) -> Message:
         >>> answer_message(42)
         Traceback (most recent call last):
         ...
-        TypeError: the agent returned int (42); return the answer as a string ...
+        TypeError: the agent returned int (42); return the answer as a string...
     """
     from envkit.spaces import validate_assistant_turn
 
@@ -255,6 +255,10 @@ class AgentRunner:
             if not done:
                 traj.outcome = "timeout"
                 traj.error = f"the agent did not return within episode_timeout={timeout} s"
+                return None
+            if running.cancelled():  # the agent cancelled its own task, not the rollout
+                traj.outcome = "agent_error"
+                traj.error = "the agent's task was cancelled before it returned an answer"
                 return None
             return running.result()
         except Exception as e:
