@@ -102,3 +102,9 @@ async def closing_agent(client: openai.AsyncOpenAI, task: Any) -> str:
     async with client:
         out = await client.chat.completions.create(model=MODEL, messages=prompt_of(task))
     return out.choices[0].message.content or ""
+
+
+async def responses_agent(client: openai.AsyncOpenAI, task: Any) -> str:
+    """Uses the Responses API (the OpenAI Agents SDK's default) instead of chat completions."""
+    out = await client.responses.create(model=MODEL, input=prompt_of(task))
+    return out.output_text

@@ -45,6 +45,7 @@ def agent_ids() -> Iterator[dict[str, str]]:
         "catching_agent",
         "int_agent",
         "closing_agent",
+        "responses_agent",
     ]
     ids = {
         name: envkit.register_agent(
@@ -244,6 +245,16 @@ def test_rewards_from_a_registered_reward_a_callable_and_the_group(clean_registr
 def test_answers_as_message_dicts_and_sdk_messages(agent_ids: dict[str, str]) -> None:
     assert one(agent_ids["dict_agent"], scripted("1")).reward == 1.0
     assert one(agent_ids["two_call_agent"], scripted("0", "1")).reward == 1.0
+
+
+def test_an_agent_on_the_responses_api(
+    agent_ids: dict[str, str], policy: HFPolicy, gateway: Gateway
+) -> None:
+    assert one(agent_ids["responses_agent"], scripted("1")).reward == 1.0
+    traj = one(agent_ids["responses_agent"], policy, gateway=gateway)
+    assert traj.outcome == "ok", traj.error
+    (record,) = read_session(traj.info["gateway_session"])
+    assert record.api == "responses" and traj.completions[0].token_ids == record.token_ids
 
 
 def test_jsonl_tasks_each_seed_once(clean_registry: None, tmp_path: Path) -> None:
