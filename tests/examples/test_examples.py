@@ -22,6 +22,9 @@ TESTED = {
     "ruler_judge.py",
     "train_from_python.py",
     "compare_adapters.py",
+    "agent_openai_sdk.py",
+    "agent_litellm.py",
+    "agent_openai_agents_sdk.py",
 }
 
 
@@ -133,3 +136,25 @@ def test_compare_adapters(tmp_path: Path) -> None:
         assert re.search(rf"{re.escape(name)} -?\d\.\d{{3}} ", table), name
     same = int(re.search(r"lr-0.01: 8 episodes .*, (\d) replies as the base's", out)[1])
     assert same < 8, "the adapter trained at lr 1e-2 is active: some replies differ"
+
+
+@pytest.mark.parametrize("name", ["agent_openai_sdk.py", "agent_litellm.py"])
+def test_two_call_agent_examples(name: str, tmp_path: Path) -> None:
+    out = run_example(name, cwd=tmp_path)
+    assert "episodes: 4" in out and "outcomes: ['ok']" in out
+    assert "calls per episode: [2, 2, 2, 2]" in out
+    # answer, verdict, answer: both calls link into one training sequence of sampled ids
+    assert "roles: ['user', 'assistant', 'user', 'assistant']" in out and "branches: 1" in out
+    assert "sampled token ids per call: [8, 8]" in out
+
+
+def test_openai_agents_sdk_example(tmp_path: Path) -> None:
+    out = run_example("agent_openai_agents_sdk.py", cwd=tmp_path)
+    for api in ("chat.completions", "responses"):
+        part = out.split(f"{api}:")[1]
+        assert "outcomes: ['ok', 'ok']" in part and "rewards: [1.0, 1.0]" in part
+        assert "answers: ['The sum is 42.', 'The sum is 7.']" in part
+        assert "tool ran with: [(3, 4), (17, 25)]" in part
+        # the gateway recorded both calls of the round trip, on the API the model class uses
+        assert f"recorded calls: [('{api}', 'tool_calls'), ('{api}', 'stop')]" in part
+        assert "roles the second call saw: ['system', 'user', 'assistant', 'tool']" in part
