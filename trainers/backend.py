@@ -123,9 +123,43 @@ class TRLBackend(trl.GRPOTrainer):
             batch = super()._generate_and_score_completions(inputs)
         finally:
             self._pending_inputs = None
+        take = getattr(self._episodes, "take_branch_rows", None)
+        branches = take() if callable(take) else []
+        if branches:
+            batch = self._with_branch_rows(batch, branches)
         if self._is_mode != "off" and self.model.training:
             self._add_importance_weights(batch)
         return batch
+
+    @torch.no_grad()
+    def _with_branch_rows(self, batch: dict[str, Any], branches: list[Any]) -> dict[str, Any]:
+        """Appends an agent episode's further branches as rows (``envkit.trainers.agents``),
+        recomputing the per-token log-probabilities TRL computed for the other rows."""
+        from envkit.trainers._compat import use_adapter
+        from envkit.trainers.agents import append_branch_rows
+
+        pad = self.processing_class.pad_token_id
+        out = append_branch_rows(
+            batch,
+            branches,
+            pad_token_id=pad if pad is not None else 0,
+            gather=self.accelerator.gather,
+        )
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        attn = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        keep = out["completion_ids"].size(1)
+        size = self.args.per_device_train_batch_size
+        if batch.get("old_per_token_logps") is not None:
+            out["old_per_token_logps"], _, _ = self._get_per_token_logps_and_entropies(
+                self.model, ids, attn, keep, size
+            )
+        if batch.get("ref_per_token_logps") is not None:
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            with use_adapter(unwrapped, adapter_name=None):
+                out["ref_per_token_logps"], _, _ = self._get_per_token_logps_and_entropies(
+                    self.model, ids, attn, keep, size
+                )
+        return out
 
     @torch.no_grad()
     def _add_importance_weights(self, batch: dict[str, Any]) -> None:

@@ -230,6 +230,17 @@ class GRPOConfig(BaseModel):
         "replayed on a live actor; 0: its episodes become infra_error trajectories.",
     )
 
+    # ------------------------------------------------------------------ group judge
+    judge_model: str | None = Field(
+        None,
+        description="litellm model of the run's RULER judge (envkit.rewards.RulerJudge): it "
+        "scores the groups of envs that ask for it (an AgentEnv without a reward: "
+        'reward_pending == "ruler"); envs with their own reward keep it. --judge MODEL.',
+    )
+    judge_api_base: str | None = Field(
+        None, description="API base URL of judge_model (an OpenAI-compatible server)."
+    )
+
     # ------------------------------------------------------------------ diagnostics and eval
     kl_to_base_every: int = Field(
         10,
@@ -288,6 +299,8 @@ class GRPOConfig(BaseModel):
             ):
                 if getattr(self, name) != default:
                     raise ValueError(f'{name} is only used with rollout_backend="ray"; set both')
+        if self.judge_api_base is not None and self.judge_model is None:
+            raise ValueError("judge_api_base is the API of judge_model; set judge_model too")
         if self.policy_server_model is not None and self.policy_server is None:
             raise ValueError("policy_server_model names the model of policy_server; set both")
         if self.max_staleness and self.use_vllm:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import hashlib
 import threading
 import time
@@ -169,6 +170,14 @@ class EpisodeSource:
         self.ray_backend: Any = None
         """The run's ``envkit.ray_rollout.RayRollout`` (``rollout_backend="ray"``), closed by
         ``close``."""
+        self.agent_gateway: Any = None
+        """The run's ``envkit.trainers.agents.RunGateway`` when it trains agent envs (their
+        agents call the step's policy through it), closed by ``close``."""
+        self.judge: Any = None
+        """The run's RULER judge for agent envs without a reward (``reward_pending="ruler"``)."""
+        self.pending_scorers: dict[str, Any] = {}
+        """Group scorers of agent envs by ``reward_pending`` name (``envkit.trainers.agents``)."""
+        self._branch_rows: list[Any] = []
 
     def policy_for(self, model: Any) -> Any:
         """The sampling policy bound to ``model`` (made once per model object)."""
@@ -222,6 +231,11 @@ class EpisodeSource:
         cfg = self.config
         policy = policy if policy is not None else self.policy_for(model)
         acollect = self._collector()
+        if self.agent_gateway is not None and cfg.rollout_backend == "local":
+            # Agents call this step's policy (the adapter it samples with) through the run's
+            # one gateway; on Ray each worker runs its own over its ServerPolicy.
+            gateway = await asyncio.to_thread(self.agent_gateway.for_policy, policy)
+            acollect = functools.partial(acollect, gateway=gateway)
         if not isinstance(self.env, EnvMixture):
             episodes = len(seeds) * cfg.group_size
             return await acollect(
@@ -261,6 +275,21 @@ class EpisodeSource:
             for i, group in zip(positions[k], groups, strict=True):
                 out[i] = group
         return out  # type: ignore[return-value]
+
+    async def _score(self, groups: list[TrajectoryGroup]) -> None:
+        """Scores a step's groups: the run's reward, else the env's own reward, and the groups
+        of agent envs that wait for a group scorer (the run's RULER judge)."""
+        await score_groups(groups, self.reward)
+        if self.reward is None and self.agent_gateway is not None:
+            from envkit.trainers.agents import score_pending
+
+            await score_pending(groups, self.pending_scorers, self.judge)
+
+    def take_branch_rows(self) -> list[Any]:
+        """The extra rows (further branches of agent episodes) of the step just returned;
+        the backend appends them to TRL's batch (each with its episode's advantage)."""
+        rows, self._branch_rows = self._branch_rows, []
+        return rows
 
     def _collector(self) -> Callable[..., Coroutine[Any, Any, list[TrajectoryGroup]]]:
         """``acollect`` of the rollout backend: the local engine, or the run's ``RayRollout``
@@ -305,12 +334,21 @@ class EpisodeSource:
                 finally:
                     model.train(was_training)
             t1 = time.perf_counter()
-            self.loop.run(score_groups(groups, self.reward))
+            self.loop.run(self._score(groups))
+            if self.agent_gateway is not None:
+                for group in groups:
+                    for traj in group:
+                        traj.metrics["behaviour_version"] = trainer.state.global_step
             rollout_s, reward_s = t1 - t0, time.perf_counter() - t1
         rows = self._rows(groups)
         metrics = step_diagnostics(groups, collapse_similarity=cfg.collapse_similarity)
         metrics.update(rows.pop("_metrics"))
         metrics.update(staleness)
+        if self.agent_gateway is not None:
+            from envkit.trainers.agents import agent_metrics
+
+            metrics.update(agent_metrics(groups))
+            metrics["agent/branch_rows"] = float(len(self._branch_rows))
         from envkit.trainers.mixture import EnvMixture, per_env_metrics
 
         if isinstance(self.env, EnvMixture):
@@ -502,7 +540,7 @@ class EpisodeSource:
                 policy=self.server_policy,
             )
             t1 = time.perf_counter()
-            await score_groups(groups, self.reward)
+            await self._score(groups)
             for group in groups:
                 for traj in group:
                     traj.metrics["behaviour_version"] = version
@@ -517,6 +555,8 @@ class EpisodeSource:
         if self.ray_backend is not None:
             self.ray_backend.close()
             self.ray_backend = None
+        if self.agent_gateway is not None:
+            self.agent_gateway.close()
         if self._adapter_tmp is not None:
             import shutil
 
@@ -527,6 +567,7 @@ class EpisodeSource:
         prompt_ids, completion_ids, masks, logprobs, rewards = [], [], [], [], []
         have_logprobs = True
         render_errors = rerendered = 0
+        self._branch_rows = []
         for group in groups:
             for traj in group:
                 try:
@@ -546,6 +587,8 @@ class EpisodeSource:
                     have_logprobs = False
                 logprobs.append(seq.logprobs or [0.0] * len(seq.completion_ids))
                 rewards.append(reward)
+                if traj.branches and reward is not None:
+                    render_errors += self._add_branches(traj, len(rewards) - 1)
         return {
             "prompt_ids": prompt_ids,
             "completion_ids": completion_ids,
@@ -557,6 +600,15 @@ class EpisodeSource:
                 "sequences/rerendered_turns": float(rerendered),
             },
         }
+
+    def _add_branches(self, traj: Any, row: int) -> int:
+        """Queues the further branches of an agent episode as rows trained with the advantage
+        of row ``row``; returns how many could not be rendered."""
+        from envkit.trainers.agents import BranchRow, branch_sequences
+
+        sequences, errors = branch_sequences(traj, self.stop_token_ids)
+        self._branch_rows += [BranchRow(row, seq) for seq in sequences]
+        return errors
 
 
 def _drop_instance_forwards(model: Any) -> None:
@@ -594,9 +646,10 @@ merges each."""
 
 def step_metric_reductions() -> dict[str, Reduction]:
     """Every declared reduction of a step's metrics (diagnostics, per-env, the source's own)."""
+    from envkit.trainers.agents import AGENT_METRICS
     from envkit.trainers.mixture import PER_ENV_METRICS
 
-    return {**STEP_DIAGNOSTICS, **PER_ENV_METRICS, **STEP_METRICS}
+    return {**STEP_DIAGNOSTICS, **PER_ENV_METRICS, **STEP_METRICS, **AGENT_METRICS}
 
 
 def _merge_across_processes(metrics: dict[str, float]) -> dict[str, float]:

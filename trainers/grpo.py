@@ -82,16 +82,56 @@ def _default_output_dir(env: Any) -> str:
     return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def _check_env(env: Any, env_kwargs: dict[str, Any]) -> None:
-    """Fails fast (unknown id, bad kwargs) instead of at the first step."""
+def _check_env(env: Any, env_kwargs: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """Fails fast (unknown id, bad kwargs) instead of at the first step.
+
+    Returns:
+        Whether any env is an agent env (``envkit.AgentEnv``), and the group scorers its
+        episodes wait for (``envkit.trainers.agents.group_scorers``).
+    """
+    from envkit.environments.agent import AgentEnv
     from envkit.registration import make_chat_env
+    from envkit.trainers.agents import group_scorers
     from envkit.trainers.mixture import EnvMixture
 
     if isinstance(env, EnvMixture):
         env.check(env_kwargs)
-        return
-    instance = make_chat_env(env, **env_kwargs) if isinstance(env, str) else env(**env_kwargs)
-    instance.close()
+        made = [(e.env, env.env_kwargs(i, env_kwargs)) for i, e in enumerate(env.entries)]
+    else:
+        made = [(env, env_kwargs)]
+    agents, scorers = False, {}
+    for source, kwargs in made:
+        instance = make_chat_env(source, **kwargs) if isinstance(source, str) else source(**kwargs)
+        try:
+            agents = agents or isinstance(getattr(instance, "unwrapped", instance), AgentEnv)
+            scorers.update(group_scorers(instance))
+        finally:
+            instance.close()
+    return agents, scorers
+
+
+def _run_judge(cfg: GRPOConfig, reward: Any, scorers: dict[str, Any]) -> Any:
+    """The RULER judge of agent envs without a reward (``None`` when none needs it).
+
+    Raises:
+        ValueError: an agent env is scored by the RULER judge, and the run has none.
+    """
+    from envkit.environments.agent import GROUP_JUDGE
+
+    if reward is not None or GROUP_JUDGE not in scorers:
+        return None
+    if cfg.judge_model is None:
+        raise ValueError(
+            "this agent env has no reward, so its groups are scored by a RULER judge, and the "
+            "run has none: pass --judge MODEL (GRPOConfig(judge_model=...), a litellm model "
+            "such as openai/gpt-4.1-mini; judge_api_base for an OpenAI-compatible server), or "
+            "give a reward (--reward NAME, AgentEnv(reward=...), GRPOTrainer(reward=...))"
+        )
+    from envkit.rewards.judge import RulerJudge
+
+    if cfg.judge_api_base is not None:
+        return RulerJudge(model=cfg.judge_model, api_base=cfg.judge_api_base)
+    return RulerJudge(model=cfg.judge_model)
 
 
 class GRPOTrainer:
@@ -146,7 +186,8 @@ class GRPOTrainer:
                 f"micro_batches={cfg.micro_batches} must divide the episodes per process "
                 f"({cfg.groups_per_step // world * cfg.group_size})"
             )
-        _check_env(env, cfg.env_kwargs)
+        agents, scorers = _check_env(env, cfg.env_kwargs)
+        judge = _run_judge(cfg, reward, scorers) if agents else None
         if cfg.use_vllm:
             _check_vllm()
         if cfg.torch_threads is not None:
@@ -166,6 +207,12 @@ class GRPOTrainer:
         self._train_seeds = seeds
         self._eval_policy: Any = None
         self._build(model, tokenizer, world)
+        if agents:
+            from envkit.trainers.agents import RunGateway
+
+            self.episodes.agent_gateway = RunGateway(self.run.path / "gateway")
+            self.episodes.judge = judge
+            self.episodes.pending_scorers = scorers
 
     # ------------------------------------------------------------------ construction
     def _build(self, model_spec: Any, tokenizer: Any, world: int) -> None:
@@ -414,7 +461,7 @@ class GRPOTrainer:
         """
         import torch
 
-        from envkit.trainers.episodes import derive_seed, score_groups
+        from envkit.trainers.episodes import derive_seed
 
         cfg = self.config
         if seeds is None:
@@ -432,7 +479,7 @@ class GRPOTrainer:
                         groups = self._play(seeds, group_size, model)
         finally:
             model.train(was_training)
-        self.loop.run(score_groups(groups, self.reward))
+        self.loop.run(self.episodes._score(groups))
         return groups
 
     def _play(self, seeds: Sequence[int], group_size: int, model: Any) -> list[Any]:

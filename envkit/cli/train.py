@@ -11,6 +11,9 @@ Examples::
     envkit train Arithmetic-v0:2 Countdown-v0:1 --model smollm2-135m \\
         -k max_turns=1 -k Arithmetic-v0.operators=+*    # a mixture: 2/3 and 1/3 of the groups
     envkit train Arithmetic-v0 --model smollm2-135m --config train.yaml --set learning_rate=2e-4
+    envkit train my_pkg.agents:solve --tasks tasks.jsonl --model smollm2-135m \
+        --judge openai/gpt-4.1-mini               # an agent of yours, scored by a RULER judge
+    envkit train my_pkg.agents:solve --tasks tasks.jsonl --model smollm2-135m --reward exact_match
     envkit report runs/arith
 """
 
@@ -120,6 +123,50 @@ def _reward(reward: str | None, judge: str | None, judge_api_base: str | None) -
     return None
 
 
+def _is_agent_spec(text: str) -> bool:
+    """Whether a positional argument names an agent (``module:function``), not ``ID[:WEIGHT]``."""
+    head, sep, tail = text.rpartition(":")
+    if not sep or not head or not tail:
+        return False
+    try:
+        float(tail)
+    except ValueError:
+        return tail.replace(".", "_").isidentifier()
+    return False
+
+
+def _agent_env(specs: list[str], tasks: Path | None, reward: str | None) -> str:
+    """Registers the agent ``module:function`` on ``--tasks`` as an env for this run; its id."""
+    import os
+    import sys
+
+    from envkit.environments.agent import register_agent
+
+    if len(specs) != 1:
+        raise _fail(
+            f"give one agent as module:function (got {' '.join(specs) or 'none'}); agents do "
+            "not mix with other envs from the command line (use EnvMixture from Python)"
+        )
+    if tasks is None:
+        raise _fail(
+            f"the agent {specs[0]!r} needs its tasks: --tasks FILE.jsonl (one "
+            '{"prompt": ..., "answer": ...} a line)'
+        )
+    if not tasks.is_file():
+        raise _fail(f"--tasks {tasks}: no such file")
+    if reward is not None:
+        _reward(reward, None, None)  # an unknown name fails here, with the known ones
+    if os.getcwd() not in sys.path:  # an agent module beside the user, as `python -m` finds it
+        sys.path.insert(0, os.getcwd())
+    name = specs[0].rpartition(":")[2].replace(".", "_").replace("_", "-").strip("-") or "agent"
+    try:
+        return register_agent(
+            f"agent-{name}-v0", agent=specs[0], tasks=str(tasks), reward=reward, override=True
+        )
+    except (ImportError, AttributeError, TypeError, ValueError, KeyError) as e:
+        raise _fail(f"{type(e).__name__}: {e}") from None
+
+
 def _resumed_reward(spec: Any) -> Any:
     if spec is None or isinstance(spec, str):
         return _reward(spec, None, None)
@@ -158,7 +205,10 @@ def train_command(
         typer.Argument(
             help="Env id, e.g. Arithmetic-v0 (omit with --resume). Several ids train on a "
             "mixture: ID[:WEIGHT] ... (Arithmetic-v0:2 Countdown-v0:1; weight 1 when left "
-            "out); each GRPO group comes from one env, drawn by weight.",
+            "out); each GRPO group comes from one env, drawn by weight. Or an agent of yours, "
+            "module:function (async def solve(client, task) -> answer, client an "
+            "openai.AsyncOpenAI), with --tasks FILE.jsonl: it calls the policy through envkit's "
+            "gateway and trains on the token ids it sampled.",
             metavar="ENV_ID[:WEIGHT]...",
         ),
     ] = None,
@@ -170,11 +220,22 @@ def train_command(
             help="smollm2-135m (bundled), tiny-random, a HF model directory or a hub id.",
         ),
     ] = None,
+    tasks: Annotated[
+        Path | None,
+        typer.Option(
+            help="With an agent given as module:function instead of ENV_ID: a JSONL file of its "
+            'tasks, one {"prompt": ..., "answer": ...} a line (other columns go to task.info).',
+        ),
+    ] = None,
     reward: Annotated[
         str | None, typer.Option(help="A registered reward name (default: the env's reward).")
     ] = None,
     judge: Annotated[
-        str | None, typer.Option(help="Score groups with a RULER-style judge (litellm model).")
+        str | None,
+        typer.Option(
+            help="Score groups with a RULER-style judge (litellm model); an agent without "
+            "--reward needs it.",
+        ),
     ] = None,
     judge_api_base: Annotated[str | None, typer.Option(help="API base URL of the judge.")] = None,
     steps: Annotated[
@@ -303,12 +364,21 @@ def train_command(
         "ray_max_retries": ray_max_retries,
     }
     env: Any = None
-    if not resume:
+    agent = not resume and (tasks is not None or any(_is_agent_spec(text) for text in env_id or []))
+    if agent:
+        if reward and judge:
+            raise _fail("pass --reward or --judge, not both")
+        env = _agent_env(list(env_id or []), tasks, reward)
+        flags["env_kwargs"] = _kwargs(kwarg) or None
+        flags["judge_model"], flags["judge_api_base"] = judge, judge_api_base
+    elif not resume:
         env, flags["env_kwargs"] = _envs(list(env_id or []), kwarg)
     cfg = _config(config, list(set_ or []), flags, out if resume else None)
     if resume:
         env, model_spec = _resumed_env(run_info), run_info.get("model")
         reward_obj = _resumed_reward(run_info.get("reward"))
+    elif agent:  # the agent env scores with --reward; --judge is the run's RULER judge
+        model_spec, reward_obj = model, None
     else:
         model_spec = model
         reward_obj = _reward(reward, judge, judge_api_base)
