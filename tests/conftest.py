@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import sys
 import time
 import uuid
@@ -37,6 +38,34 @@ def _leftover_sandboxes() -> list[str] | None:
         return [c.name for c in client.containers.list(all=True, filters=filters)]
     finally:
         client.close()
+
+
+# Peak memory, reported like --durations: the tests during which this process's peak RSS grew
+# most (a test that retains models, logits or episodes shows up here before it adds up to GBs).
+_RSS_GROWTH: list[tuple[float, str]] = []
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    before = _peak_rss_gib()
+    yield
+    grown = _peak_rss_gib() - before
+    if grown > 0.05:
+        _RSS_GROWTH.append((grown, item.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Prints the peak RSS of this pytest process and the tests that raised it most."""
+    if not _RSS_GROWTH:
+        return
+    terminalreporter.section("peak RSS growth (this process)")
+    for grown, nodeid in sorted(_RSS_GROWTH, reverse=True)[:10]:
+        terminalreporter.write_line(f"+{grown:5.2f} GiB  {nodeid}")
+    terminalreporter.write_line(f"peak RSS {_peak_rss_gib():.2f} GiB")
 
 
 @pytest.hookimpl(trylast=True)
