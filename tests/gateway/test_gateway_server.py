@@ -353,6 +353,16 @@ def test_an_upstream_failure_is_502_with_its_text():
         assert "connection refused" in session.records[0].error
 
 
+def test_the_session_file_is_made_by_open_session_not_by_the_first_call(tmp_path):
+    # creating a file takes ~1 ms on some disks: not on the gateway's event loop, per session
+    with Gateway(ScriptedPolicy(["hi"]), served_model_name=MODEL, log_dir=tmp_path) as g:
+        session = g.open_session("early")
+        assert session.path == tmp_path / "early.jsonl" and session.path.read_text() == ""
+        assert read_session(session.path) == []
+        client(session).chat.completions.create(model=MODEL, messages=USER)
+        assert read_session(session.path) == session.records and len(session.records) == 1
+
+
 def test_a_scripted_upstream_without_token_ids_answers_and_records_none():
     with Gateway(ScriptedPolicy(["hello"], cycle=True), served_model_name=MODEL) as g:
         session = g.open_session()
