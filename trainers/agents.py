@@ -113,10 +113,9 @@ class RunGateway:
 
 def _upstream(policy: Any) -> Any:
     from envkit.gateway.upstream import PolicyUpstream
-    from envkit.policies.hf import HFPolicy
 
-    # VLLMPolicy is an HFPolicy whose ids come from vLLM: both report token ids.
-    return PolicyUpstream(policy, reports_token_ids=True if isinstance(policy, HFPolicy) else None)
+    # An HFPolicy (VLLMPolicy is one) or a ServerPolicy reports token ids; others do not.
+    return PolicyUpstream(policy)
 
 
 class BranchRow:

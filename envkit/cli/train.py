@@ -126,7 +126,7 @@ def _reward(reward: str | None, judge: str | None, judge_api_base: str | None) -
 def _is_agent_spec(text: str) -> bool:
     """Whether a positional argument names an agent (``module:function``), not ``ID[:WEIGHT]``."""
     head, sep, tail = text.rpartition(":")
-    if not sep or not head or not tail:
+    if not sep or not head.replace(".", "_").isidentifier() or not tail:
         return False
     try:
         float(tail)

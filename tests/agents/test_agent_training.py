@@ -314,6 +314,10 @@ def test_the_cli_trains_an_agent_on_a_tasks_file(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from envkit.cli.main import app
+    from envkit.cli.train import _is_agent_spec
+
+    assert _is_agent_spec("my_pkg.agents:solve")
+    assert not any(map(_is_agent_spec, ["Arithmetic-v0:2", "envkit/Countdown-v0", "A-v0:x"]))
 
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("".join(json.dumps(t) + "\n" for t in TASKS[:4]))
