@@ -544,6 +544,28 @@ def test_continuous_engine_logprobs_match_a_forward_pass(fresh, temperature):
 
 
 @needs_cb
+def test_continuous_engine_cache_is_sized_for_the_cpu_not_60_percent_of_ram(fresh):
+    from envkit.policies.hf_continuous import CPU_CACHE_BLOCKS, ContinuousEngine
+
+    model, tok = fresh
+    policy = HFPolicy(model, tok, max_new_tokens=4, engine="continuous", seed=0)
+    try:
+        (c,) = policy.generate([request("hi")])
+        manager = policy._continuous._manager
+        cache = getattr(manager, "cache", None) or manager.batch_processor.cache
+        # transformers alone sizes a CPU model's paged cache at 60 % of the machine's RAM
+        # (14 GB here, for a tiny model): the engine passes a bounded capacity instead.
+        assert cache.num_blocks == CPU_CACHE_BLOCKS
+        assert 1 <= len(c.token_ids) <= 4
+    finally:
+        policy.close()
+    engine = ContinuousEngine(model, None, stop_token_ids=[0], max_new_tokens=4, cache_blocks=8)
+    assert engine.resolved_cache_blocks() == 8
+    with pytest.raises(ValueError, match="cache_blocks must be >= 1"):
+        ContinuousEngine(model, None, stop_token_ids=[0], max_new_tokens=4, cache_blocks=0)
+
+
+@needs_cb
 def test_continuous_engine_serves_requests_that_arrive_at_different_times(fresh):
     model, tok = fresh
     policy = HFPolicy(model, tok, max_new_tokens=6, engine="continuous", seed=0)
