@@ -23,12 +23,13 @@ import torch
 
 from envkit.env import ChatEnv, Feedback, Task
 from envkit.environments.agent import register_agent
+from envkit.metrics import reduction_of
 from envkit.trainers import GRPOConfig, GRPOTrainer
 from envkit.trainers.batch import loss_mask
+from envkit.trainers.episodes import step_metric_reductions
 from envkit.trainers.run_dir import RunDir
 from envkit.types import Trajectory, TrajectoryGroup
 
-HERE = Path(__file__).parent
 TASKS = [{"prompt": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(8)]
 
 
@@ -167,6 +168,9 @@ def test_a_two_call_agent_trains_on_the_recorded_ids(
             assert traj.metrics["behaviour_version"] == step - 1
     rows = train_rows(out)
     assert [r["gateway/calls"] for r in rows] == [8.0, 8.0]  # 4 episodes x 2 calls
+    reductions = step_metric_reductions()  # a multi-process run sums the counts
+    assert reduction_of("gateway/calls", reductions) == reduction_of("agent/episodes", reductions)
+    assert reduction_of("gateway/drift_tokens", reductions) == "sum"
     for key in ("gateway/trainable_calls", "gateway/branches", "agent/episodes"):
         assert all(key in r for r in rows), key
     assert all(r["agent/no_model_calls"] == 0.0 for r in rows)
@@ -247,6 +251,9 @@ def test_a_rewritten_history_trains_as_a_second_sequence(
     with GRPOTrainer("tiny-random", agent_envs["rewrite"], config=config(out, max_steps=1)) as t:
         capture = Capture(t)
         t.train()
+        held_out = t.evaluate(seeds=[0, 1])  # eval plays agent envs too (a gateway of its own)
+    assert [tr.outcome for g in held_out for tr in g] == ["ok", "ok"]
+    assert all(tr.reward is not None and tr.branches for g in held_out for tr in g)
     groups = step_groups(out, 1)
     trajs = [t for g in groups for t in g]
     assert all(len(t.branches) == 1 and len(t.completions) == 1 for t in trajs)
