@@ -27,6 +27,14 @@ the dataset order; the rows TRL actually passes are checked against the predicti
 discards the prefetch and plays synchronously (``staleness/prefetch_miss``). An error in the
 producer is raised in the trainer thread, with its traceback, when the step is asked for.
 
+Agent envs (``envkit.AgentEnv``): the agents call the step's policy through the run's one
+gateway (``envkit.trainers.agents.RunGateway``, rebound to whichever policy object the step
+samples with: the trained model's, the frozen copy's, or the ``ServerPolicy``); each further
+branch of an episode (``Trajectory.branches``) becomes an extra row that the backend appends
+with the episode's advantage (``take_branch_rows``); groups waiting for the RULER judge
+(``reward_pending == "ruler"``) are scored by the run's judge; ``gateway/*`` and ``agent/*``
+counts join the step's metrics.
+
 Training through an inference server (``policy_server``, with or without overlap): episodes are
 sampled by ``envkit.policies.ServerPolicy``; when TRL asks for a step whose weights the server
 does not have yet, the trainer thread saves the adapter to ``server_adapters/vNNNNNN`` in the run

@@ -140,7 +140,9 @@ class GRPOTrainer:
     Args:
         model: ``"smollm2-135m"``, ``"tiny-random"``, a HF model directory or hub id, a
             ``(model, tokenizer)`` pair, or a model instance with ``tokenizer=``.
-        env: A registered env id (``"Arithmetic-v0"``), a factory returning a ``ChatEnv``, or
+        env: A registered env id (``"Arithmetic-v0"``; an agent registered with
+            ``envkit.register_agent`` trains through the run's gateway, see docs/agents.md),
+            a factory returning a ``ChatEnv``, or
             several envs: an ``EnvMixture`` or a list of ids / ``(id, weight)`` /
             ``(id, weight, kwargs)`` items. Each GRPO group is drawn from one env of a mixture
             by weight (deterministic in ``config.seed``); ``config.env_kwargs`` apply to every
@@ -154,7 +156,8 @@ class GRPOTrainer:
 
     Raises:
         ValueError: the config does not fit the number of processes, the env id is unknown,
-            or a mixture is invalid (weights, ids, kwargs).
+            a mixture is invalid (weights, ids, kwargs), or an agent env without a reward
+            has no RULER judge (``config.judge_model``) and no ``reward`` is given.
     """
 
     def __init__(
