@@ -34,6 +34,7 @@ def test_every_field_is_documented() -> None:
         ("eval_seed_start", 10, "overlap the training seeds"),
         ("epsilon_high", 0.1, "epsilon_high"),
         ("device", "tpu", "device"),
+        ("judge_api_base", "http://127.0.0.1:9", "set judge_model too"),
     ],
 )
 def test_invalid_values_fail_at_construction(field: str, value: object, needle: str) -> None:
