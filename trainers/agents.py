@@ -180,7 +180,8 @@ async def score_pending(
     groups: Sequence[TrajectoryGroup], scorers: Mapping[str, Any], judge: Any
 ) -> None:
     """Scores the groups whose trajectories wait for a group scorer (``reward_pending``):
-    ``"ruler"`` with ``judge``, another name with the env's own group scorer."""
+    ``"ruler"`` with ``judge``, another name with the env's own group scorer. A trajectory
+    that got its reward loses ``reward_pending`` (one the scorer failed on keeps it)."""
     from envkit.environments.agent import GROUP_JUDGE
     from envkit.rewards.scoring import ascore_groups
 
@@ -194,6 +195,10 @@ async def score_pending(
         if scorer is None:
             continue
         await ascore_groups(waiting, scorer)
+        for group in waiting:
+            for traj in group:
+                if traj.reward is not None:
+                    traj.metrics.pop("reward_pending", None)
 
 
 def append_branch_rows(
