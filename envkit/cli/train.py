@@ -19,6 +19,7 @@ Examples::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -375,7 +376,7 @@ def train_command(
         env, flags["env_kwargs"] = _envs(list(env_id or []), kwarg)
     cfg = _config(config, list(set_ or []), flags, out if resume else None)
     if resume:
-        env, model_spec = _resumed_env(run_info), run_info.get("model")
+        env, model_spec = _resumed_agent(out) or _resumed_env(run_info), run_info.get("model")
         reward_obj = _resumed_reward(run_info.get("reward"))
     elif agent:  # the agent env scores with --reward; --judge is the run's RULER judge
         model_spec, reward_obj = model, None
@@ -384,7 +385,29 @@ def train_command(
         reward_obj = _reward(reward, judge, judge_api_base)
     console = Console()
     trainer = _build_trainer(model_spec, env, reward_obj, cfg, console)
+    if agent:  # what --resume needs to register the agent env again
+        spec = {
+            "agent": env_id[0] if env_id else None,
+            "tasks": str(Path(tasks).resolve()),
+            "reward": reward,
+        }
+        trainer.run.mkdir()
+        (trainer.run.path / AGENT_FILE).write_text(json.dumps(spec), encoding="utf-8")
     _run_training(trainer, resume, console)
+
+
+AGENT_FILE = "agent.json"
+"""In the run folder of an agent trained from the command line: its module:function, tasks
+file and reward (``--resume`` registers the agent env again from it)."""
+
+
+def _resumed_agent(out: Path | None) -> str | None:
+    """The agent env of the run in ``out`` registered again (``None``: not an agent run)."""
+    path = Path(out) / AGENT_FILE if out is not None else None
+    if path is None or not path.is_file():
+        return None
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    return _agent_env([spec["agent"]], Path(spec["tasks"]), spec.get("reward"))
 
 
 def _resumed_env(run_info: dict[str, Any]) -> Any:

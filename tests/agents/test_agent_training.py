@@ -340,6 +340,10 @@ def test_the_cli_trains_an_agent_on_a_tasks_file(tmp_path: Path) -> None:
     trajs = [t for g in step_groups(out, 1) for t in g]
     assert len(trajs) == 2 and all(len(t.completions) == 2 for t in trajs)
     assert all(t.reward is not None and t.reward_breakdown for t in trajs)
+    # --resume registers the agent env again from the run folder and trains on
+    result = CliRunner().invoke(app, ["train", "--resume", "--out", str(out), "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in train_rows(out)] == [1, 2]
     # no reward and no judge: refused, saying what to pass
     args = ["train", "agents_support:one_call_agent", "--tasks", str(tasks), "--model"]
     args += ["tiny-random", "--out", str(tmp_path / "run2")]
