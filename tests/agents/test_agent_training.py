@@ -317,6 +317,7 @@ def test_the_ruler_judge_scores_agent_groups_by_default(
     assert row["groups/with_signal_frac"] == 1.0 and row["episodes/trained_frac"] == 1.0
 
 
+@pytest.mark.usefixtures("clean_registry")  # the CLI registers envkit/agent-<fn>-v0 in-process
 def test_the_cli_trains_an_agent_on_a_tasks_file(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
