@@ -8,7 +8,9 @@ import resource
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 
+import gymnasium as gym
 import pytest
 
 # Shared test helper modules at this level (adapter_support) import by name, as the per-folder
@@ -38,6 +40,15 @@ def _leftover_sandboxes() -> list[str] | None:
         return [c.name for c in client.containers.list(all=True, filters=filters)]
     finally:
         client.close()
+
+
+@pytest.fixture
+def clean_registry() -> Iterator[None]:
+    """Removes every id a test registers from gymnasium's registry afterwards."""
+    before = set(gym.registry)
+    yield
+    for env_id in set(gym.registry) - before:
+        del gym.registry[env_id]
 
 
 # Peak memory, reported like --durations: the tests during which this process's peak RSS grew
