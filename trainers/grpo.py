@@ -253,6 +253,7 @@ class GRPOTrainer:
         )
         if cfg.policy_server is not None:
             self.episodes.server_policy = self._server_policy(model_spec, tok)
+            self.episodes.server_policy.check_logprobs(model)  # raw vLLM logprobs: refuse
         args = _trl_args(cfg, self.run, self.device, world, model)
         dataset = self._dataset()
         self.episodes.dataset_tasks = [

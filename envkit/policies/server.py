@@ -20,15 +20,28 @@ Adapters: ``load_adapter(path, name)`` asks the server to load a peft LoRA adapt
 ``"model": name``. A trainer saves its adapter after each optimizer step, loads it under a new
 name, switches to it and unloads the previous one.
 
+Sampling is exactly the policy's: every request carries the policy's ``temperature``, ``top_p``
+and ``top_k`` and the neutral values of the fields it does not use (``min_p: 0``,
+``repetition_penalty: 1``, ``presence_penalty: 0``, ``frequency_penalty: 0``). vLLM fills a field
+left out from the model's ``generation_config.json`` (``--generation-config auto``, its default),
+so a checkpoint that sets ``repetition_penalty`` would otherwise sample from another policy
+than the one being trained.
+
 Log-probabilities: ``envkit serve`` returns ``HFPolicy``'s, ``log softmax(logits / T)`` before
 top-k/top-p. vLLM returns the model's raw ones by default (temperature 1); start it with
 ``--logprobs-mode processed_logprobs`` (and sample with ``top_p=1``, ``top_k`` off) to get the
-same values. See docs/serving.md.
+same values. The client cannot see the flag: ``check_logprobs(model)`` compares one sampled
+answer with a local forward pass and raises on raw log-probabilities (the trainer calls it once).
+See docs/serving.md.
 
 Requests that fail to connect or get a 5xx answer are retried with backoff; then
 ``ServerError`` names the URL. ``load_adapter`` is not idempotent, so it is never retried
 blindly: before a retry it asks ``GET /v1/models`` whether the earlier attempt loaded the adapter
-after all, and an "already loaded" refusal of a retry counts as success.
+after all, and an "already loaded" refusal of a retry counts as success. A name that an earlier
+process left registered (``envkit train --resume`` against a server that kept running) is
+unloaded and loaded again from the new path. A server without runtime LoRA, or one whose API
+processes each keep their own adapters (vLLM's ``--data-parallel-size``/``--api-server-count``
+> 1), fails with an error naming the flags to fix.
 
 ``seed`` makes sampling reproducible: request ``i`` of the policy is sent with seed
 ``seed * 1_000_003 + i`` (one shared seed would give a GRPO group identical samples). Copies of
@@ -60,7 +73,27 @@ from typing import Any
 from envkit.policies.base import BasePolicy
 from envkit.types import Completion, GenerationRequest, Message, ToolCall, Usage
 
-__all__ = ["ServerError", "ServerPolicy"]
+__all__ = ["NEUTRAL_SAMPLING", "ServerError", "ServerPolicy"]
+
+NEUTRAL_SAMPLING: dict[str, Any] = {
+    "min_p": 0.0,
+    "repetition_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+}
+"""Fields every request sends with their "off" value, so the server's defaults (vLLM's come from
+the model's ``generation_config.json``) cannot change the sampling distribution."""
+
+_RUNTIME_LORA_HINT = (
+    "the server has no runtime LoRA endpoints. Start vLLM with --enable-lora (and "
+    "--max-lora-rank >= the adapter's r) and the environment variable "
+    "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True; envkit serve always has them"
+)
+_DATA_PARALLEL_HINT = (
+    "with --data-parallel-size > 1 (or --api-server-count > 1) each of vLLM's API server "
+    "processes keeps its own adapter registry, so a load reaches only one of them. Start vLLM "
+    "with --data-parallel-size 1 --api-server-count 1 (run one server per GPU group instead)"
+)
 
 
 class ServerError(RuntimeError):
@@ -182,7 +215,7 @@ class ServerPolicy(BasePolicy):
         """The adapter requests are sent to (``None``: the base ``model``)."""
         return self._active
 
-    def load_adapter(self, path: str | Path, name: str) -> None:
+    def load_adapter(self, path: str | Path, name: str, *, replace_stale: bool = True) -> None:
         """Has the server load the peft adapter at ``path`` under ``name`` (not activated).
 
         ``path`` must be readable by the server (same machine or shared storage); it is sent
@@ -191,17 +224,34 @@ class ServerPolicy(BasePolicy):
         server's ``GET /v1/models`` is checked for ``name``, and an "already loaded" refusal of a
         retry counts as success.
 
+        Args:
+            path: The adapter directory (``save_pretrained`` of a peft model).
+            name: The server-side name (``"model"`` of later requests).
+            replace_stale: When the server already has ``name`` but this policy did not load it
+                (an earlier process registered it: a run resumed against a server that kept
+                running), unload it and load ``path`` in its place. False: raise.
+
         Raises:
-            ServerError: the server refused (bad path, name taken, LoRA not enabled...).
+            ServerError: the server refused (bad path, name taken by this policy, rank above the
+                server's ``--max-lora-rank``, runtime LoRA not enabled...).
         """
         body = {"lora_name": name, "lora_path": str(Path(path).expanduser().resolve())}
 
         def loaded_by_earlier_attempt(error: ServerError | None) -> bool:
             if error is not None:  # a retry's refusal: did the lost attempt load it?
-                return error.status == 400 and "already" in str(error).lower()
+                return _already_loaded(error)
             return name in self._served_models()
 
-        self._call("/v1/load_lora_adapter", body, done_before_retry=loaded_by_earlier_attempt)
+        try:
+            self._call("/v1/load_lora_adapter", body, done_before_retry=loaded_by_earlier_attempt)
+        except ServerError as error:
+            with self._lock:
+                ours = name in self._adapters
+            if not (replace_stale and _already_loaded(error) and not ours):
+                raise
+            # Registered by an earlier process: its weights are not those at ``path``.
+            self._call("/v1/unload_lora_adapter", {"lora_name": name})
+            self._call("/v1/load_lora_adapter", body, done_before_retry=loaded_by_earlier_attempt)
         with self._lock:
             if name not in self._adapters:
                 self._adapters.append(name)
@@ -271,12 +321,19 @@ class ServerPolicy(BasePolicy):
         return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") % (2**31)
 
     def _sampling(self, model: str, seed: int | None) -> dict[str, Any]:
+        """The sampling fields of a request: the policy's, and neutral values for the rest.
+
+        vLLM fills every field left out from the model's ``generation_config.json``
+        (``--generation-config auto``), e.g. a ``repetition_penalty`` of 1.1, so the fields the
+        policy does not use are sent with their neutral values.
+        """
         body: dict[str, Any] = {
             "model": model,
             "max_tokens": self.max_new_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
-            "top_k": self.top_k if self.top_k > 0 else -1,
+            "top_k": self.top_k if self.top_k > 0 else -1,  # -1: off in every vLLM version
+            **NEUTRAL_SAMPLING,
             "return_tokens_as_token_ids": True,
             "return_token_ids": True,
         }
@@ -362,6 +419,103 @@ class ServerPolicy(BasePolicy):
             usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(tokens)),
         )
 
+    # ------------------------------------------------------------------ checks
+
+    def check_logprobs(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        max_new_tokens: int = 8,
+        tolerance: float = 0.05,
+    ) -> str:
+        """Checks that the server returns the log-probabilities training assumes.
+
+        Training needs ``log softmax(logits / T)`` of the sampled tokens (``HFPolicy``'s values,
+        ``envkit serve``'s, vLLM's with ``--logprobs-mode processed_logprobs``). vLLM's default,
+        ``raw_logprobs``, gives ``log softmax(logits)`` whatever the temperature, and a client
+        cannot see the flag. So this samples one answer from the base model at the policy's
+        temperature (top-p 1, top-k off) and compares its log-probabilities with a forward pass
+        of ``model``, the same weights held locally. At temperature 0 or 1 both modes agree and
+        nothing is sent. Call it before loading adapters (the server must serve the same
+        weights as ``model``).
+
+        Args:
+            model: The base model as a local transformers model (any device).
+            tokenizer: Renders the probe prompt (default: the policy's; ``None``: fixed ids).
+            max_new_tokens: Tokens sampled for the comparison.
+            tolerance: Largest mean absolute difference counted as a match.
+
+        Returns:
+            ``"processed"`` (the values match), or ``"not needed"`` (temperature 0 or 1).
+
+        Raises:
+            ServerError: the server returned raw log-probabilities (with the flag to fix it), or
+                values that match neither (different weights?), or failed.
+        """
+        import torch
+
+        temperature = self.temperature
+        if temperature in (0, 1):
+            return "not needed"
+        tokenizer = tokenizer if tokenizer is not None else self.tokenizer
+        prompt: list[int] = []
+        if tokenizer is not None:
+            prompt = list(tokenizer("The numbers: 1, 2, 3,", add_special_tokens=False)["input_ids"])
+        vocab = int(model.get_input_embeddings().weight.shape[0])
+        prompt = prompt or [(7 * i + 11) % vocab for i in range(8)]
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": 1.0,
+            "top_k": -1,
+            **NEUTRAL_SAMPLING,
+            "seed": 0,
+            "logprobs": 0,
+            "return_tokens_as_token_ids": True,
+            "return_token_ids": True,
+        }
+        url = self.base_url + "/v1/completions"
+        choice = _one_choice(self._call("/v1/completions", body), url)
+        tokens = _token_ids(choice, (choice.get("logprobs") or {}).get("tokens"), url)
+        logprobs = (choice.get("logprobs") or {}).get("token_logprobs")
+        _check_logprobs(logprobs, tokens, url)
+        if not tokens:
+            raise ServerError(f"{url} sampled no tokens to check log-probabilities on", url=url)
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            ids = torch.tensor([prompt + tokens], device=device)
+            logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float().cpu()
+        picked = torch.tensor(tokens)[:, None]
+        got = torch.tensor([float(x) for x in logprobs])
+        processed = torch.log_softmax(logits / temperature, -1).gather(1, picked)[:, 0]
+        raw = torch.log_softmax(logits, -1).gather(1, picked)[:, 0]
+        off_processed = float((got - processed).abs().mean())
+        off_raw = float((got - raw).abs().mean())
+        if off_processed <= tolerance:
+            return "processed"
+        numbers = (
+            f"mean |difference| to log softmax(logits / {temperature:g}): {off_processed:.4f}, "
+            f"to log softmax(logits): {off_raw:.4f}"
+        )
+        if off_raw <= tolerance:
+            raise ServerError(
+                f"{url} returns raw log-probabilities (log softmax(logits), temperature 1) for "
+                f"tokens sampled at temperature {temperature:g} ({numbers}): the importance "
+                "ratios of training would be biased. Start vLLM with --logprobs-mode "
+                "processed_logprobs (docs/serving.md), or train at temperature 1",
+                url=url,
+            )
+        raise ServerError(
+            f"{url} returned log-probabilities that match neither a local forward pass at "
+            f"temperature {temperature:g} nor the raw ones ({numbers}). Does the server serve "
+            f"the same weights as the local model under {self.model!r} (same checkpoint, no "
+            "adapter, a similar dtype)?",
+            url=url,
+        )
+
     # ------------------------------------------------------------------ HTTP
 
     def _headers(self) -> dict[str, str]:
@@ -408,7 +562,7 @@ class ServerPolicy(BasePolicy):
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
                     return _decode(response.read())
             except urllib.error.HTTPError as e:
-                message = _error_message(e.read())
+                message = self._explain(path, body, e.code, _error_message(e.read()))
                 if e.code < 500:
                     error = ServerError(
                         f"{url} answered HTTP {e.code}: {message}", url=url, status=e.code
@@ -433,6 +587,22 @@ class ServerPolicy(BasePolicy):
             url=url,
         )
 
+    def _explain(self, path: str, body: dict[str, Any], status: int, message: str) -> str:
+        """``message`` with the likely cause and fix of a 404 that vLLM's setup explains."""
+        if status != 404:
+            return message
+        if path.endswith("_lora_adapter") and str(body.get("lora_name")) not in message:
+            return f"{message} ({_RUNTIME_LORA_HINT})"  # not vLLM's unknown-adapter answer
+        model = body.get("model")
+        with self._lock:
+            ours = model is not None and model in self._adapters
+        if path in ("/v1/completions", "/v1/chat/completions") and ours:
+            return (
+                f"{message} (the server accepted loading adapter {model!r} and has not "
+                f"unloaded it through this policy: {_DATA_PARALLEL_HINT})"
+            )
+        return message
+
     def close(self) -> None:
         """Stops the policy's HTTP threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -452,6 +622,11 @@ def _load_tokenizer(spec: str) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(parsed.name)
+
+
+def _already_loaded(error: ServerError) -> bool:
+    """Whether ``error`` is a load refused because the name is registered (vLLM's 400)."""
+    return error.status == 400 and "already" in str(error).lower()
 
 
 def _decode(raw: bytes) -> Any:
