@@ -47,6 +47,7 @@ from envkit.types import Completion, GenerationRequest, Message, Trajectory
 __all__ = [
     "RenderedSequence",
     "SequenceError",
+    "env_after_rerender",
     "render_prompt",
     "render_trajectory",
     "template_message",
@@ -157,7 +158,7 @@ def render_trajectory(traj: Trajectory, *, stop_token_ids: Collection[int]) -> R
             if prompt[: len(so_far)] == so_far:
                 env = prompt[len(so_far) :]
             else:
-                env = _env_after_rerender(prompt, prev_prompt, prev_ids, stops, k)
+                env = env_after_rerender(prompt, prev_prompt, prev_ids, stops, k)
                 seq.rerendered_turns += 1
             seq._extend(env, False, [0.0] * len(env))
         lps = list(c.logprobs) if c.logprobs is not None else None
@@ -167,9 +168,19 @@ def render_trajectory(traj: Trajectory, *, stop_token_ids: Collection[int]) -> R
     return seq
 
 
-def _env_after_rerender(
+def env_after_rerender(
     prompt: list[int], prev_prompt: list[int], prev_ids: list[int], stops: set[int], k: int
 ) -> list[int]:
+    """The env tokens between turn ``k`` and turn ``k + 1`` when turn ``k`` was re-rendered.
+
+    ``prompt`` (turn ``k + 1``'s prompt) must start with ``prev_prompt`` (turn ``k``'s); the
+    template's own rendering of turn ``k`` follows, up to its end-of-turn token (one of
+    ``stops``). What comes after it is the env's part. The sampled turn's end-of-turn token is
+    kept (masked) when the sampled ids ``prev_ids`` lack one.
+
+    Raises:
+        SequenceError: the prompts do not share the prefix, or no end of turn is found.
+    """
     if prompt[: len(prev_prompt)] != prev_prompt:
         raise SequenceError(
             f"the prompt of turn {k + 1} does not start with the prompt of turn {k}: the chat "

@@ -73,7 +73,7 @@ from typing import Any, Literal
 from envkit.chat_render import (
     RenderedSequence,
     SequenceError,
-    _env_after_rerender,
+    env_after_rerender,
     render_trajectory,
 )
 from envkit.gateway.records import CallRecord
@@ -237,7 +237,7 @@ class _Open:
         if prompt[: len(self.so_far)] == self.so_far:
             return _Join("exact", len(self.so_far), prompt[len(self.so_far) :])
         try:
-            env = _env_after_rerender(
+            env = env_after_rerender(
                 prompt, self.last_prompt, self.last_ids, stops, len(self.completions)
             )
         except SequenceError:

@@ -176,7 +176,7 @@ class PolicyUpstream:
         if self._adapter is not None:
             return self._adapter
         if self._hf:
-            return self.policy._adapter_label(None) or None
+            return self.policy.adapter_in_use
         active = getattr(self.policy, "active_adapter", None)
         return active if isinstance(active, str) else None
 

@@ -507,6 +507,12 @@ class HFPolicy(BasePolicy):
             self.model.set_adapter(target)
         return contextlib.nullcontext()
 
+    @property
+    def adapter_in_use(self) -> str | None:
+        """The adapter requests without one sample with: the ``use_adapter`` choice, or ``None``
+        (the base model, or, before any ``use_adapter`` call, whatever the model has active)."""
+        return self._adapter if isinstance(self._adapter, str) else None
+
     def _adapter_label(self, name: str | None) -> str:
         """The adapter a batch samples with, for ``stats`` (``""``: base or as-is)."""
         if name is not None:
