@@ -78,6 +78,13 @@ def serve_command(
     log_requests: Annotated[
         bool, typer.Option(help="Print one line per HTTP request to stderr.")
     ] = False,
+    max_lora_rank: Annotated[
+        int,
+        typer.Option(
+            help="Largest LoRA rank of an adapter, as vLLM's --max-lora-rank (1, 8, 16, 32, 64, "
+            "128, 256, 320 or 512); adapters vLLM would refuse are refused at load."
+        ),
+    ] = 16,
 ) -> None:
     """Serve a local model with vLLM's OpenAI-compatible API (completions, chat, runtime LoRA).
 
@@ -87,14 +94,17 @@ def serve_command(
     are batched. A CPU/test stand-in for `vllm serve`, not a replacement (docs/serving.md).
     """
     from envkit.policies.hf import HFPolicy
-    from envkit.serving.app import InferenceServer
+    from envkit.serving.app import MAX_LORA_RANKS, InferenceServer, check_adapter
 
     adapters = parse_adapters(adapter)
+    if max_lora_rank not in MAX_LORA_RANKS:
+        raise typer.BadParameter(f"--max-lora-rank must be one of {MAX_LORA_RANKS}")
     try:  # load_model reads the model string (envkit.model_spec)
         policy = HFPolicy.from_pretrained(
             model, device=device, seed=seed, max_batch_size=max_batch_size
         )
         for adapter_name, path in adapters.items():
+            check_adapter(path, policy.model, max_lora_rank)
             policy.load_adapter(path, adapter_name)
         server = InferenceServer(
             policy,
@@ -103,6 +113,7 @@ def serve_command(
             port=port,
             max_batch_size=max_batch_size,
             log_requests=log_requests,
+            max_lora_rank=max_lora_rank,
         )
     except (ValueError, OSError, RuntimeError) as e:
         err_console.print(f"[red]error:[/red] {e}")

@@ -384,6 +384,7 @@ class ServerPolicy(BasePolicy):
             **self._sampling(model, seed),
             "messages": [m.to_dict() for m in request.messages],
             "logprobs": True,
+            "skip_special_tokens": False,  # the content HFPolicy and the tokenizer path give
         }
         if request.tools:
             body["tools"] = request.tools

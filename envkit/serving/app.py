@@ -15,7 +15,11 @@ Endpoints (the shapes of vLLM's server, https://docs.vllm.ai/en/latest/serving/o
 
 It is a stand-in for vLLM on machines without a GPU and for tests, not a replacement: one model,
 padded batches, no paged attention, no streaming, ``n=1``. Errors are ``{"error": {...}}`` JSON
-with status 400 (bad request), 404 (unknown model/adapter or path) or 500.
+with status 400 (bad request), 404 (unknown model/adapter or path) or 500. A vLLM field it does
+not implement is accepted only with its neutral value (``protocol.NEUTRAL``; ``null`` is always
+"unset") and refused with 400 otherwise. Adapters vLLM would refuse are refused at load too
+(``check_adapter``: rank above ``max_lora_rank``, bias, DoRA, ``modules_to_save``, modules other
+than linear layers and embeddings).
 
 The standard library's ``ThreadingHTTPServer`` serves each connection in a thread; the threads
 hand prompts to one ``Engine``, which batches them (see ``envkit.serving.engine``).
@@ -38,9 +42,12 @@ from envkit.serving import protocol as p
 from envkit.serving.engine import Engine
 from envkit.types import Completion, GenerationRequest, Message
 
-__all__ = ["InferenceServer", "RequestError"]
+__all__ = ["MAX_LORA_RANKS", "InferenceServer", "RequestError", "check_adapter"]
 
 _DEFAULT_MAX_TOKENS = 1024  # chat requests without max_tokens (vLLM: the rest of the context)
+
+MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The values vLLM's ``--max-lora-rank`` accepts (its default: 16)."""
 
 
 class RequestError(Exception):
@@ -116,6 +123,8 @@ class InferenceServer:
         port: Port (0: a free one).
         max_batch_size: Most requests per batch.
         log_requests: Print one line per request to stderr.
+        max_lora_rank: Largest LoRA rank an adapter may have (vLLM's ``--max-lora-rank``: one of
+            ``MAX_LORA_RANKS``, default 16 as in vLLM).
     """
 
     def __init__(
@@ -127,7 +136,14 @@ class InferenceServer:
         port: int = 0,
         max_batch_size: int = 32,
         log_requests: bool = False,
+        max_lora_rank: int = 16,
     ) -> None:
+        if max_lora_rank not in MAX_LORA_RANKS:
+            raise ValueError(
+                f"max_lora_rank must be one of vLLM's {MAX_LORA_RANKS}, got {max_lora_rank}"
+            )
+        self.max_lora_rank = max_lora_rank
+        self._adapter_lock = threading.Lock()  # an in-place reload is not seen half-done
         self.policy = policy
         self.model_name = served_model_name
         self.log_requests = log_requests
@@ -203,15 +219,26 @@ class InferenceServer:
         req = _parse(p.LoadLoRAAdapterRequest, body)
         if not req.lora_name or not req.lora_path:
             raise RequestError(400, "Both 'lora_name' and 'lora_path' must be provided.")
-        if req.lora_name in self.engine.adapters or req.lora_name == self.model_name:
-            raise RequestError(400, f"The lora adapter '{req.lora_name}' has already been loaded.")
+        if req.lora_name == self.model_name:
+            raise RequestError(400, f"'{req.lora_name}' is the served model's name")
+        replace = req.lora_name in self.engine.adapters
+        if replace and not req.load_inplace:
+            raise RequestError(
+                400,
+                f"The lora adapter '{req.lora_name}' has already been loaded. If you want to load "
+                "the adapter in place, set 'load_inplace' to True.",
+            )
         path = Path(req.lora_path).expanduser()
         if not path.exists():
             raise RequestError(
                 404, f"Loading lora {req.lora_name} failed: No adapter found for {req.lora_path}"
             )
         try:
-            self.engine.load_adapter(path, req.lora_name)
+            check_adapter(path, self.policy.model, self.max_lora_rank)
+            with self._adapter_lock:
+                if replace:  # requests for the name wait in _adapter_for meanwhile
+                    self.engine.unload_adapter(req.lora_name)
+                self.engine.load_adapter(path, req.lora_name)
         except (ValueError, OSError) as e:
             raise RequestError(400, f"Loading lora {req.lora_name} failed: {e}") from None
         return 200, f"Success: LoRA adapter '{req.lora_name}' added successfully."
@@ -251,7 +278,12 @@ class InferenceServer:
         request = self._request(req, ids, req.max_tokens, None)
         completion = self._run(request)
         tokens = completion.token_ids or []
-        text = self._text(tokens, completion.finish_reason)
+        text = self._text(
+            tokens,
+            completion.finish_reason,
+            skip_special=req.skip_special_tokens is not False,
+            keep_stop=bool(req.include_stop_str_in_output),
+        )
         logprobs = None
         if req.logprobs is not None:
             names = self._token_strings(tokens, bool(req.return_tokens_as_token_ids))
@@ -289,6 +321,13 @@ class InferenceServer:
         req = _parse(p.ChatCompletionRequest, body)
         if req.top_logprobs:
             raise RequestError(400, _TOP_LOGPROBS)
+        if req.include_stop_str_in_output:
+            raise RequestError(
+                400,
+                "include_stop_str_in_output=true is not supported by envkit serve's chat "
+                "completions (the message never ends with the stop token's text); use "
+                "/v1/completions, or leave it out",
+            )
         if req.tool_choice not in (None, "auto", "none"):
             raise RequestError(
                 400, "envkit serve supports tool_choice 'auto' and 'none' only (no forced calls)"
@@ -307,6 +346,9 @@ class InferenceServer:
         completion = self._run(ids_request)
         tokens = completion.token_ids or []
         message = completion.message
+        content = message.content
+        if content is not None and req.skip_special_tokens is not False:
+            content = self._strip_special(content)
         calls = [c.model_dump() for c in message.tool_calls or []]
         finish = "tool_calls" if calls else completion.finish_reason
         logprobs = None
@@ -321,7 +363,7 @@ class InferenceServer:
                 ]
             )
         choice = p.ChatChoice(
-            message=p.ChatMessage(content=message.content, tool_calls=calls),
+            message=p.ChatMessage(content=content, tool_calls=calls),
             logprobs=logprobs,
             finish_reason=finish,  # type: ignore[arg-type]
             stop_reason=self._stop_reason(completion, ids_request),
@@ -351,9 +393,17 @@ class InferenceServer:
     ) -> IdsRequest:
         """The ``IdsRequest`` an HTTP request asks for (checked: 400/404 ``RequestError``)."""
         prompt_len = len(ids)
-        if req.n != 1:
+        if req.n not in (None, 1):
             raise RequestError(
                 400, f"envkit serve samples n=1 completion per request, got n={req.n}"
+            )
+        unsupported = req.unsupported()
+        if unsupported:
+            raise RequestError(
+                400,
+                "envkit serve does not implement "
+                + "; ".join(unsupported)
+                + ": leave these fields out (or null) or send the values it supports",
             )
         if req.stream:
             raise RequestError(400, "stream=true is not supported by envkit serve")
@@ -405,7 +455,9 @@ class InferenceServer:
     def _adapter_for(self, model: str | None) -> str | None:
         if model is None or model == self.model_name:
             return None
-        if model in self.engine.adapters:
+        with self._adapter_lock:
+            known = model in self.engine.adapters
+        if known:
             return model
         raise RequestError(404, f"The model `{model}` does not exist.")
 
@@ -419,9 +471,19 @@ class InferenceServer:
     def _run(self, request: IdsRequest) -> Completion:
         return self.engine.submit(request).result()
 
-    def _text(self, tokens: list[int], finish: str | None) -> str:
-        shown = tokens[:-1] if finish == "stop" and tokens else tokens
-        return self.policy.tokenizer.decode(shown, skip_special_tokens=False)
+    def _text(
+        self, tokens: list[int], finish: str | None, *, skip_special: bool, keep_stop: bool
+    ) -> str:
+        """A completion's ``text``: without the stop token's (vLLM's default), and without
+        special tokens when ``skip_special`` (vLLM's ``skip_special_tokens``, default true)."""
+        shown = tokens[:-1] if finish == "stop" and tokens and not keep_stop else tokens
+        return self.policy.tokenizer.decode(shown, skip_special_tokens=skip_special)
+
+    def _strip_special(self, text: str) -> str:
+        """``text`` without the tokenizer's special tokens (``skip_special_tokens``)."""
+        for token in getattr(self.policy.tokenizer, "all_special_tokens", []):
+            text = text.replace(token, "")
+        return text
 
     def _token_strings(self, tokens: list[int], as_ids: bool) -> list[str]:
         if as_ids:
@@ -437,6 +499,76 @@ class InferenceServer:
         if last in request.params.stop_token_ids and last not in self.engine.default_stops:
             return last
         return None
+
+
+def check_adapter(path: str | Path, model: Any, max_lora_rank: int) -> None:
+    """Refuses a peft adapter that vLLM would refuse to load (``ValueError`` says why).
+
+    vLLM's checks (``PEFTHelper.validate_legal`` and the LoRA layers it can build): the rank
+    (``r`` and every ``rank_pattern`` value) at most ``max_lora_rank``; no ``bias``, DoRA,
+    ``modules_to_save`` or ``target_parameters``; and only linear layers and embeddings
+    adapted. A directory without ``adapter_config.json`` is left to the loader's error.
+
+    Args:
+        path: The adapter directory.
+        model: The served model (a plain transformers model or a ``PeftModel``).
+        max_lora_rank: The server's largest rank.
+    """
+    import torch
+
+    config_path = Path(path) / "adapter_config.json"
+    if not config_path.is_file():
+        return
+    try:
+        config = json.loads(config_path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{config_path} is not JSON: {e}") from None
+    problems = []
+    ranks = [int(config.get("r") or 0), *(config.get("rank_pattern") or {}).values()]
+    if max(ranks) > max_lora_rank:
+        problems.append(
+            f"LoRA rank {max(ranks)} is greater than max_lora_rank {max_lora_rank} (start the "
+            f"server with a --max-lora-rank of at least {max(ranks)}: one of {MAX_LORA_RANKS})"
+        )
+    if config.get("bias", "none") != "none":
+        problems.append(f"Adapter bias is not supported (bias={config['bias']!r}; use 'none')")
+    if config.get("use_dora"):
+        problems.append("DoRA is not supported (use_dora=true)")
+    if config.get("modules_to_save"):
+        problems.append(
+            f"vLLM only supports modules_to_save being None (got {config['modules_to_save']})"
+        )
+    if config.get("target_parameters"):
+        problems.append(f"target_parameters are not supported ({config['target_parameters']})")
+    if problems:
+        raise ValueError("; ".join(problems))
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    lora = LoraConfig(
+        r=1,
+        target_modules=config.get("target_modules"),
+        layers_to_transform=config.get("layers_to_transform"),
+        layers_pattern=config.get("layers_pattern"),
+    )
+    if lora.target_modules in (None, "all-linear"):
+        return  # peft adapts linear layers only
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    wrong = []
+    for name, module in base.named_modules():
+        if ".lora_" in name or name.endswith(".base_layer") or not name:
+            continue
+        if not check_target_module_exists(lora, name):
+            continue
+        layer = getattr(module, "base_layer", module)
+        if not isinstance(layer, (torch.nn.Linear, torch.nn.Embedding)):
+            wrong.append(f"{name} ({type(layer).__name__})")
+    if wrong:
+        raise ValueError(
+            f"the adapter targets modules vLLM cannot adapt: {', '.join(wrong[:5])}"
+            f"{' ...' if len(wrong) > 5 else ''}; LoRA applies to linear layers and embeddings "
+            "(e.g. target_modules='all-linear')"
+        )
 
 
 _TOP_LOGPROBS = (

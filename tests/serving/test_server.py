@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -380,3 +381,199 @@ def test_cli_help_documents_the_options():
 def test_server_process_reports_a_failed_start():
     with pytest.raises(RuntimeError, match="exited with code"):
         ServerProcess("/no/such/model", startup_timeout_s=60)
+
+
+# ---------------------------------------------------------------- vLLM's fields: honoured or 400
+
+
+NULLS = [
+    *("top_k", "top_p", "temperature", "stop", "seed", "n", "stream", "stop_token_ids"),
+    *("logprobs", "echo", "min_p", "repetition_penalty", "logit_bias", "response_format"),
+    *("skip_special_tokens", "include_stop_str_in_output", "ignore_eos", "min_tokens"),
+]
+NEUTRAL = {
+    "repetition_penalty": 1.0,
+    "presence_penalty": 0,
+    "frequency_penalty": 0.0,
+    "min_p": 0.0,
+    "logit_bias": {},
+    "min_tokens": 0,
+    "ignore_eos": False,
+    "response_format": {"type": "text"},
+    "skip_special_tokens": True,
+    "include_stop_str_in_output": False,
+    "use_beam_search": False,
+    "bad_words": [],
+}
+
+
+@pytest.mark.parametrize("endpoint", ["completions", "chat/completions"])
+def test_nulls_mean_unset_and_neutral_values_change_nothing(server, endpoint):
+    prompt: dict[str, Any] = (
+        {"prompt": [5, 6, 7]}
+        if endpoint == "completions"
+        else {"messages": [{"role": "user", "content": "hi"}]}
+    )
+    base = {**prompt, "max_tokens": 6, "temperature": 0, "return_token_ids": True}
+    url = f"{server.url}/v1/{endpoint}"
+    status, plain = http("POST", url, base)
+    assert status == 200, plain
+    status, nulls = http("POST", url, {**dict.fromkeys(NULLS), **base})
+    assert status == 200, nulls
+    status, neutral = http("POST", url, {**base, **NEUTRAL})
+    assert status == 200, neutral
+    expected = plain["choices"][0]["token_ids"]
+    assert nulls["choices"][0]["token_ids"] == neutral["choices"][0]["token_ids"] == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("repetition_penalty", 1.1),
+        ("presence_penalty", 0.5),
+        ("frequency_penalty", -0.2),
+        ("min_p", 0.05),
+        ("logit_bias", {"5": 10.0}),
+        ("min_tokens", 3),
+        ("ignore_eos", True),
+        ("prompt_logprobs", 0),
+        ("response_format", {"type": "json_object"}),
+        ("use_beam_search", True),
+        ("allowed_token_ids", [1, 2]),
+        ("guided_choice", ["a", "b"]),
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["completions", "chat/completions"])
+def test_unimplemented_fields_are_refused_by_name(server, endpoint, field, value):
+    prompt: dict[str, Any] = (
+        {"prompt": [5, 6, 7]}
+        if endpoint == "completions"
+        else {"messages": [{"role": "user", "content": "hi"}]}
+    )
+    status, body = http(
+        "POST", f"{server.url}/v1/{endpoint}", {**prompt, "max_tokens": 2, field: value}
+    )
+    assert status == 400, body
+    message = body["error"]["message"]
+    assert f"{field}=" in message and "supports" in message, message
+
+
+def test_include_stop_str_in_output_keeps_the_stop_tokens_text(server, tiny):
+    _, tok = tiny
+    body = {"prompt": [5, 6, 7], "max_tokens": 8, "temperature": 0, "return_token_ids": True}
+    status, free = http("POST", server.url + "/v1/completions", body)
+    tokens = free["choices"][0]["token_ids"]
+    stop = next(t for t in tokens if t not in tok.all_special_ids and tok.decode([t]).strip())
+    cut = tokens[: tokens.index(stop) + 1]
+    texts = {}
+    for keep in (False, True):
+        status, answer = http(
+            "POST",
+            server.url + "/v1/completions",
+            {**body, "stop_token_ids": [stop], "include_stop_str_in_output": keep},
+        )
+        assert status == 200, answer
+        [choice] = answer["choices"]
+        assert choice["token_ids"] == cut and choice["finish_reason"] == "stop"
+        assert choice["stop_reason"] == stop
+        texts[keep] = choice["text"]
+    assert texts[False] == tok.decode(cut[:-1], skip_special_tokens=True)
+    assert texts[True] == tok.decode(cut, skip_special_tokens=True)
+    status, chat = http(
+        "POST",
+        server.url + "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "hi"}], "include_stop_str_in_output": True},
+    )
+    assert status == 400 and "include_stop_str_in_output" in chat["error"]["message"]
+
+
+def test_load_inplace_replaces_an_adapters_weights(server, tiny, tmp_path):
+    _, tok = tiny
+    first = save_random_adapter(tmp_path / "first", seed=11)
+    second = save_random_adapter(tmp_path / "second", seed=12)
+    policy = ServerPolicy(server.url, "tiny-random", tokenizer=tok, max_new_tokens=6, temperature=0)
+    reqs = [request("hi"), request("What is 2 + 2?")]
+    policy.load_adapter(second, "ref")
+    policy.use_adapter("ref")
+    want = [c.token_ids for c in policy.generate(reqs)]
+    policy.load_adapter(first, "swap")
+    policy.use_adapter("swap")
+    before = [c.token_ids for c in policy.generate(reqs)]
+    assert before != want, "two random adapters gave the same answers"
+    load = server.url + "/v1/load_lora_adapter"
+    status, body = http("POST", load, {"lora_name": "swap", "lora_path": str(second)})
+    assert status == 400 and "load_inplace" in body["error"]["message"]
+    status, body = http(
+        "POST", load, {"lora_name": "swap", "lora_path": str(second), "load_inplace": True}
+    )
+    assert status == 200, body
+    assert [c.token_ids for c in policy.generate(reqs)] == want
+    policy.unload_adapter("swap")
+    policy.unload_adapter("ref")
+
+
+def _edited_adapter(path: Path, **changes: Any) -> Path:
+    save_random_adapter(path, seed=3)
+    config_path = path / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config.update(changes)
+    config_path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"r": 32}, "LoRA rank 32 is greater than max_lora_rank 16"),
+        ({"rank_pattern": {"q_proj": 64}}, "LoRA rank 64 is greater than max_lora_rank 16"),
+        ({"bias": "all"}, "bias"),
+        ({"use_dora": True}, "DoRA"),
+        ({"modules_to_save": ["lm_head"]}, "modules_to_save"),
+        ({"target_modules": ["q_proj", "input_layernorm"]}, "cannot adapt.*input_layernorm"),
+    ],
+)
+def test_adapters_vllm_would_refuse_are_refused_at_load(server, tmp_path, changes, message):
+    path = _edited_adapter(tmp_path / "adapter", **changes)
+    status, body = http(
+        "POST", server.url + "/v1/load_lora_adapter", {"lora_name": "bad", "lora_path": str(path)}
+    )
+    assert status == 400, body
+    assert re.search(message, body["error"]["message"]), body["error"]["message"]
+    assert "bad" not in [m["id"] for m in http("GET", server.url + "/v1/models")[1]["data"]]
+
+
+def test_max_lora_rank_is_a_server_setting(tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from envkit.models import load_model
+    from envkit.serving.app import InferenceServer
+
+    model, tok = load_model("tiny-random")  # loading an adapter wraps it: not the shared one
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        peft_model = get_peft_model(
+            load_model("tiny-random")[0],
+            LoraConfig(r=32, target_modules="all-linear", init_lora_weights=False),
+        )
+    peft_model.save_pretrained(str(tmp_path / "r32"))
+    with pytest.raises(ValueError, match="one of vLLM's"):
+        InferenceServer(HFPolicy(model, tok), served_model_name="m", max_lora_rank=24)
+    for max_rank in (16, 32):
+        with InferenceServer(
+            HFPolicy(model, tok), served_model_name="m", max_lora_rank=max_rank
+        ) as served:
+            host, port = served.address
+            policy = ServerPolicy(f"http://{host}:{port}", "m", max_retries=0)
+            if max_rank == 16:
+                with pytest.raises(ServerError, match="--max-lora-rank of at least 32"):
+                    policy.load_adapter(tmp_path / "r32", "r32")
+            else:
+                policy.load_adapter(tmp_path / "r32", "r32")
+                assert policy.adapters == ["r32"]
+
+
+def test_check_logprobs_accepts_envkit_serve(server, tiny):
+    model, tok = tiny
+    policy = ServerPolicy(server.url, "tiny-random", tokenizer=tok, temperature=0.7)
+    assert policy.check_logprobs(model) == "processed"
