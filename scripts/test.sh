@@ -4,7 +4,7 @@
 # Two chains run side by side:
 #   * the suite without the learning test (most of its tests wait on Docker, subprocesses and
 #     local servers, so it leaves CPU to spare);
-#   * the learning test (pytest marker `learning`: SmolLM2-135M trains for ~15-25 minutes and
+#   * the learning test (pytest marker `learning`: SmolLM2-135M trains for ~10-15 minutes and
 #     keeps both cores busy), then the floors job (scripts/floors.sh: the trainer and policy tests
 #     on the lowest declared versions).
 # One after the other they would add their times; side by side the longer chain sets the pace.
