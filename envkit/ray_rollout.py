@@ -26,7 +26,14 @@ ends, and a clean-up task on every node then removes the containers of this run 
 process is gone (those of a killed actor), see ``envkit.sandbox.reaper.reap``.
 
 Policies travel to the actors by pickling: use one that holds no model in memory, such as
-``ServerPolicy`` (an OpenAI-compatible inference server) or ``LiteLLMPolicy``.
+``ServerPolicy`` (an OpenAI-compatible inference server) or ``LiteLLMPolicy``. A worker that
+cannot load what a collect sends (a module it cannot import) makes the collect raise at once,
+naming the error and the remedies.
+
+Agent envs (``envkit.AgentEnv``): an actor's ``EpisodeRunner`` starts its own gateway over the
+actor's copy of the policy on the first agent episode of a collect, and ``_Worker.end`` closes it
+(and the policy copy's HTTP threads) when the collect ends; ``RayRollout.worker_threads`` shows
+what is left on the workers. The agent travels with the env's registry entry.
 
 Ray calls followed: ``ray.init(address=...)``, async actors, ``NodeAffinitySchedulingStrategy``
 (https://docs.ray.io/en/latest/ray-core/api/doc/ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy.html),
@@ -41,6 +48,7 @@ import atexit
 import contextlib
 import math
 import os
+import re
 import socket
 import sys
 import threading
@@ -270,6 +278,11 @@ class _Worker:
     async def info(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "pid": self.pid, "host": socket.gethostname()}
 
+    async def threads(self) -> dict[str, Any]:
+        """This process's pid, its live thread names and the collects it has open."""
+        names = sorted(t.name for t in threading.enumerate())
+        return {"pid": self.pid, "threads": names, "open_runs": len(self._runs)}
+
     async def begin(
         self,
         run: int,
@@ -363,6 +376,26 @@ def _reap_node(run: str, pids: list[int], wait_s: float) -> list[str]:
         client.close()
 
 
+def _setup_error(e: BaseException) -> RuntimeError:
+    """The error of a worker that could not ready a collect (``_Worker.begin``): the env's
+    registry entry, the env factory or the policy did not unpickle there, or the env pool
+    could not be made. Names the cause (the last error line of the worker's traceback), and
+    what to do about a module the worker cannot import."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    found = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception)\b", ln)]
+    cause = found[-1] if found else (lines[-1] if lines else repr(e))
+    text = f"a Ray worker could not set up this collect: {cause}"
+    if re.search(r"No module named|Can't get attribute|ImportError", cause):
+        text += (
+            ". The env (its registry entry: for an agent env its agent, tasks and reward), the "
+            "env factory and the policy travel to the workers by pickling, and a function or "
+            "class of an importable module travels by name: the worker imports that module. "
+            "Install it on every node (or ship it with a Ray runtime_env), or have it sent by "
+            "value: ray.cloudpickle.register_pickle_by_value(module) before the collect"
+        )
+    return RuntimeError(text)
+
+
 def _infra_group_trajs(
     env_id: str, seed: int | None, indices: list[int], error: str, actor: dict[str, Any]
 ) -> list[Trajectory]:
@@ -431,6 +464,15 @@ class RayRollout:
     def actor_infos(self) -> list[dict[str, Any]]:
         """``{"node_id", "pid", "host"}`` of each live actor (after the first collect)."""
         return [info for i, info in enumerate(self._infos) if info and i not in self._dead]
+
+    def worker_threads(self, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+        """``{"pid", "threads", "open_runs"}`` of each live actor: its thread names (what a
+        collect left running there: ``envkit-gateway``, ``envkit-server-policy_N``...) and the
+        collects it still holds (0 between collects)."""
+        if not self._actors:
+            return []
+        live = [a for i, a in enumerate(self._actors) if i not in self._dead]
+        return list(self._ray.get([a.threads.remote() for a in live], timeout=timeout_s))
 
     def start(self) -> RayRollout:
         """Connects to Ray and starts the actors (the first collect does it when not called)."""
@@ -523,11 +565,6 @@ class RayRollout:
             )
             for i in live
         }  # fmt: skip
-        for i, ref in begins.items():
-            try:
-                await asyncio.wrap_future(ref.future())
-            except lost:
-                self._dead.add(i)
         # Groups in flight per actor: enough to keep its ``per_actor`` episode slots busy.
         slots = math.ceil(per_actor / group_size) + 1
         todo = [(gi, 0) for gi in range(len(seeds))]  # (seed index, tries so far)
@@ -552,6 +589,16 @@ class RayRollout:
                 busy[i] += 1
 
         try:
+            failed: BaseException | None = None
+            for i, ref in begins.items():
+                try:
+                    await asyncio.wrap_future(ref.future())
+                except lost:
+                    self._dead.add(i)
+                except ray.exceptions.RayTaskError as e:  # every result read: none is logged
+                    failed = failed or e
+            if failed is not None:  # the same set-up on every worker: nothing here can run
+                raise _setup_error(failed) from None
             submit()
             while inflight or todo:
                 if not inflight:  # every actor is dead: what is left cannot run

@@ -81,6 +81,9 @@ async def acollect(
             ``None``: one over ``policy`` is started on the first agent episode and closed
             before ``acollect`` returns; its session files go beside ``jsonl_path``
             (``<name>.sessions/``), or to a temp dir removed at the end without one.
+            ``backend="local"`` only: on Ray each worker starts its own gateway over its copy
+            of the policy and closes it when the collect ends (session files in a temp dir on
+            that worker's node, removed then; see ``envkit.ray_rollout``).
 
     Returns:
         One ``TrajectoryGroup`` per seed, trajectories ordered by ``group_index``.
@@ -103,7 +106,8 @@ async def acollect(
         if gateway is not None:
             raise ValueError(
                 "gateway= is for local rollouts; on Ray each worker starts its own gateway over "
-                "its copy of the policy"
+                "its copy of the policy (pass a policy that travels, such as a ServerPolicy, and "
+                "leave gateway unset)"
             )
         from envkit.ray_rollout import acollect_ray
 

@@ -33,7 +33,10 @@ samples with: the trained model's, the frozen copy's, or the ``ServerPolicy``); 
 branch of an episode (``Trajectory.branches``) becomes an extra row that the backend appends
 with the episode's advantage (``take_branch_rows``); groups waiting for the RULER judge
 (``reward_pending == "ruler"``) are scored by the run's judge; ``gateway/*`` and ``agent/*``
-counts join the step's metrics.
+counts join the step's metrics. With ``rollout_backend="ray"`` (always through a policy server)
+the run's gateway is not used: each Ray worker plays its agents through a gateway of its own over
+its copy of the step's ``ServerPolicy`` (``envkit.ray_rollout``), and the step trains on the ids
+those gateways recorded, which come back in the trajectories.
 
 Training through an inference server (``policy_server``, with or without overlap): episodes are
 sampled by ``envkit.policies.ServerPolicy``; when TRL asks for a step whose weights the server
