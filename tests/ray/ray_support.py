@@ -68,16 +68,21 @@ class Cluster:
         return sorted(found)
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s, every process of this cluster (only those)."""
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            pids = self.processes()
+        """SIGTERM every process of this cluster (only those), then SIGKILL what is left after
+        3 s: the raylets end their workers and agents at once, but the GCS server and the
+        autoscaler's monitor outwait any grace (they still ran 12 s after SIGTERM)."""
+        pids = self.processes()
+        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
             deadline = time.monotonic() + wait
             while pids and time.monotonic() < deadline:
-                pids = [p for p in pids if _alive(p)]
                 time.sleep(0.1)
+                pids = [p for p in pids if _alive(p)]
+            # Those that outlived the signal (orphans no longer descend from the cluster's
+            # roots), and any found now (a worker started meanwhile).
+            pids = sorted(set(pids) | set(self.processes()))
             if not pids:
                 return
 

@@ -1,10 +1,11 @@
 """A local Ray instance that envkit starts itself leaves no process behind.
 
-No test cluster runs in this module: the user-like script below starts its own instance
-(``ray.init()`` without an address). Every process of that instance inherits the script's
-environment, so a unique marker variable finds them all in ``/proc/*/environ`` (the agents
-rename themselves ``ray::DashboardAgent`` / ``ray::RuntimeEnvAgent``, so their command lines no
-longer name the session).
+This module uses no test cluster (tests/ray's shared one may still run beside it): the
+user-like script below starts its own instance (``ray.init()`` without an address; the script
+first checks that this starts a new instance rather than joining a running one). Every process
+of that instance inherits the script's environment, so a unique marker variable finds them all
+in ``/proc/*/environ`` (the agents rename themselves ``ray::DashboardAgent`` /
+``ray::RuntimeEnvAgent``, so their command lines no longer name the session).
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ import pytest
 pytestmark = pytest.mark.ray
 
 SCRIPT = """
+from ray._private.services import canonicalize_bootstrap_address
+
 import envkit
 from envkit.policies import CallablePolicy
+
+# ray.init() without an address must start a new instance here, not join a running cluster
+# (tests/ray's shared cluster may be up: its address file is in its own temp dir).
+assert canonicalize_bootstrap_address(None) is None, canonicalize_bootstrap_address(None)
 
 groups = envkit.collect("Arithmetic-v0", CallablePolicy(lambda m, t: "0"), seeds=[1, 2],
                         group_size=2, progress=False, backend="ray")
