@@ -134,8 +134,9 @@ def forwarded_env_vars(extra: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def _check_policy(policy: Policy, ray: Any) -> Any:
-    """Puts the policy in the object store once; refuses one that holds a model in memory."""
+def _check_policy(policy: Policy, ray: Any) -> None:
+    """Refuses a policy that cannot travel to the workers: one that holds a model in memory or
+    does not pickle (checked before any worker starts)."""
     hf = sys.modules.get("envkit.policies.hf")  # not imported: no HFPolicy can exist
     holds_model = hf is not None and isinstance(policy, hf.HFPolicy)
     torch = sys.modules.get("torch")
@@ -148,7 +149,7 @@ def _check_policy(policy: Policy, ray: Any) -> Any:
         except Exception as e:
             why = f"it cannot be pickled ({type(e).__name__}: {e})"
         else:
-            return ray.put(policy)
+            return
     raise TypeError(
         f"backend='ray' sends the policy to every node by pickling, and {type(policy).__name__} "
         f"cannot travel: {why}. Serve the model with an OpenAI-compatible inference server and "
@@ -546,9 +547,12 @@ class RayRollout:
         source, spec = _env_for_workers(env)
         env_id = EnvPool(source, 1, env_kwargs).env_id
         seeds = list(seeds)
+        import ray
+
+        _check_policy(policy, ray)  # refused before any worker starts
         await asyncio.to_thread(self.start)
         ray = self._ray
-        policy_ref = _check_policy(policy, ray)
+        policy_ref = ray.put(policy)  # pickled once, not once per actor
         spec_ref = ray.put(spec)  # pickled once (a dataset env's rows), not once per actor
         lost = _lost_work_errors(ray)
         live = [i for i in range(len(self._actors)) if i not in self._dead]
