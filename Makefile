@@ -2,8 +2,7 @@
 #   make demo   installs what is missing, then trains a LoRA adapter on a bundled env (CPU ok)
 #   make test   installs what is missing (Python packages, Docker engine, sandbox image), runs the
 #               tests and the floors job (trainer + policy tests on the lowest declared versions);
-#               the learning test, tests/ray and the floors job run beside the rest
-#               (scripts/test.sh)
+#               the learning test and the floors job run beside the rest (scripts/test.sh)
 PY ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1

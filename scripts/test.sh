@@ -2,15 +2,12 @@
 # What `make test` runs after setup: the whole test suite and the floors job.
 #
 # Two chains run side by side:
-#   * the suite without the learning test and tests/ray (most of its tests wait on Docker,
-#     subprocesses and local servers, so it leaves CPU to spare);
+#   * the suite without the learning test (most of its tests wait on Docker, subprocesses and
+#     local servers, so it leaves CPU to spare);
 #   * the learning test (pytest marker `learning`: SmolLM2-135M trains for ~10-15 minutes and
-#     keeps both cores busy), then tests/ray (a two-node Ray cluster of their own, ~3 minutes),
-#     then the floors job (scripts/floors.sh: the trainer and policy tests on the lowest declared
-#     versions).
-# One after the other they would add their times; side by side the longer chain sets the pace
-# (tests/ray sits in the second chain to even the two out). Each pytest process labels its
-# sandbox containers with its own run id, so the chains' leak checks do not see each other's.
+#     keeps both cores busy), then the floors job (scripts/floors.sh: the trainer and policy tests
+#     on the lowest declared versions).
+# One after the other they would add their times; side by side the longer chain sets the pace.
 # The second chain's reports are printed at the end (and kept in .envkit/test-*.log).
 # Exit status: non-zero when any test of either chain failed.
 #
@@ -23,15 +20,12 @@ PY=${PYTHON:-python3}
 export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p .envkit
 learning_log=.envkit/test-learning.log
-ray_log=.envkit/test-ray.log
 floors_log=.envkit/test-floors.log
-rm -f .envkit/test-learning.rc .envkit/test-ray.rc .envkit/test-floors.rc
+rm -f .envkit/test-learning.rc .envkit/test-floors.rc
 
 (
   "$PY" -m pytest -q -s -p no:cacheprovider -m learning --durations=5 >"$learning_log" 2>&1
   echo $? >.envkit/test-learning.rc
-  "$PY" -m pytest -q -p no:cacheprovider -m "not learning" --durations=5 tests/ray >"$ray_log" 2>&1
-  echo $? >.envkit/test-ray.rc
   PYTHON="$PY" bash scripts/floors.sh >"$floors_log" 2>&1
   echo $? >.envkit/test-floors.rc
 ) &
@@ -39,24 +33,19 @@ chain=$!
 # Interrupted (Ctrl-C, a CI time limit): stop the second chain too, then leave.
 trap 'pkill -TERM -P "$chain" 2>/dev/null; kill "$chain" 2>/dev/null; wait "$chain"; exit 130' INT TERM
 
-"$PY" -m pytest -q -m "not learning" --ignore=tests/ray --durations=25 --durations-min=5
+"$PY" -m pytest -q -m "not learning" --durations=25 --durations-min=5
 suite=$?
 
 if kill -0 "$chain" 2>/dev/null; then
-  echo "== waiting for the learning test, tests/ray and the floors job (logs: $learning_log," \
-    "$ray_log, $floors_log)"
+  echo "== waiting for the learning test and the floors job (logs: $learning_log, $floors_log)"
 fi
 wait "$chain"
 learned=$(cat .envkit/test-learning.rc 2>/dev/null || echo 1)
-rayed=$(cat .envkit/test-ray.rc 2>/dev/null || echo 1)
 floors=$(cat .envkit/test-floors.rc 2>/dev/null || echo 1)
 echo "== the learning test, run beside the suite:"
 cat "$learning_log"
-echo "== tests/ray, run after it:"
-cat "$ray_log"
-echo "== the floors job, run after them:"
+echo "== the floors job, run after it:"
 cat "$floors_log"
 
-echo "== make test: suite exit $suite, learning exit $learned, tests/ray exit $rayed," \
-  "floors exit $floors"
-[ "$suite" -eq 0 ] && [ "$learned" -eq 0 ] && [ "$rayed" -eq 0 ] && [ "$floors" -eq 0 ]
+echo "== make test: suite exit $suite, learning exit $learned, floors exit $floors"
+[ "$suite" -eq 0 ] && [ "$learned" -eq 0 ] && [ "$floors" -eq 0 ]
