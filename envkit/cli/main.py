@@ -15,6 +15,7 @@ from rich.table import Table
 
 import envkit
 from envkit._kv import KeyValueError, parse_items
+from envkit.cli._imports import ImportOption, import_modules
 from envkit.registration import full_id, load_lazy, registered_ids
 
 app = typer.Typer(
@@ -55,7 +56,10 @@ def _resolve(env_id: str) -> str:
         envkit.spec(fid)  # also registers a lazy family's ids (envkit/rg-*)
     except gym.error.Error as e:
         err_console.print(f"[red]error:[/red] {e}")
-        err_console.print("Run `envkit list` to see the registered environments.")
+        err_console.print(
+            "Run `envkit list` to see the registered environments; an env registered in a "
+            "module of yours needs --import MODULE (or --import path/to/file.py)."
+        )
         raise typer.Exit(2) from None
     return fid
 
@@ -79,10 +83,12 @@ def list_envs(
     all_namespaces: Annotated[
         bool, typer.Option("--all", help="List every gymnasium env, not only envkit/ ones.")
     ] = False,
+    imports: ImportOption = None,
 ) -> None:
     """List the registered environments."""
     import gymnasium as gym
 
+    import_modules(imports)
     load_lazy()  # families registered on first use (envkit/rg-* when reasoning-gym is installed)
     table = Table(title="Environments")
     table.add_column("id", style="bold")
@@ -95,10 +101,14 @@ def list_envs(
 
 
 @app.command()
-def info(env_id: Annotated[str, typer.Argument(help="Env id, e.g. Arithmetic-v0.")]) -> None:
+def info(
+    env_id: Annotated[str, typer.Argument(help="Env id, e.g. Arithmetic-v0.")],
+    imports: ImportOption = None,
+) -> None:
     """Show an environment's spec, docs, tools and default reward."""
     import gymnasium as gym
 
+    import_modules(imports)
     fid = _resolve(env_id)
     spec = gym.spec(fid)
     env = envkit.make_chat_env(fid)
@@ -131,10 +141,12 @@ def check(
     env_id: Annotated[str, typer.Argument(help="Env id, e.g. Arithmetic-v0.")],
     kwarg: KwargOption = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds to test with.")] = "0,1,2",
+    imports: ImportOption = None,
 ) -> None:
     """Run gymnasium's check_env and envkit's own checks; exit 1 if any fails."""
     from envkit.checks import run_checks
 
+    import_modules(imports)
     fid = _resolve(env_id)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -219,10 +231,12 @@ def eval_command(
             help="Local models: auto (CUDA when available, bf16 there), cpu, cuda or cuda:N."
         ),
     ] = "auto",
+    imports: ImportOption = None,
 ) -> None:
     """Run a policy on N tasks x G samples; print mean reward, pass@k, outcomes and timing."""
     from envkit.cli.evaluate import run_eval
 
+    import_modules(imports)
     fid = _resolve(env_id)
     try:
         run_eval(

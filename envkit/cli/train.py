@@ -14,6 +14,7 @@ Examples::
     envkit train my_pkg.agents:solve --tasks tasks.jsonl --model smollm2-135m \
         --judge openai/gpt-4.1-mini               # an agent of yours, scored by a RULER judge
     envkit train my_pkg.agents:solve --tasks tasks.jsonl --model smollm2-135m --reward exact_match
+    envkit train My-v0 --import my_envs --model smollm2-135m   # an env registered in my_envs.py
     envkit report runs/arith
 """
 
@@ -25,6 +26,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+
+from envkit.cli._imports import ImportOption, import_modules
 
 __all__ = ["report_command", "train_command"]
 
@@ -333,10 +336,20 @@ def train_command(
         list[str] | None,
         typer.Option("--set", help="Any GRPOConfig field as KEY=VALUE (repeatable)."),
     ] = None,
+    imports: ImportOption = None,
 ) -> None:
     """Train a LoRA adapter on an environment with GRPO; leaves a run folder (see docs)."""
     if resume and overwrite:
         raise _fail("--resume continues the run in --out and --overwrite deletes it: pick one")
+    if resume and imports:
+        raise _fail(
+            "--resume imports the modules the run was started with (imports.json in its "
+            "folder): drop --import"
+        )
+    if resume:
+        import_modules(_resumed_imports(out))
+    else:
+        import_modules(imports)
     if resume:
         run_info = _check_resume(out, env_id, model, bool(kwarg or reward or judge or config))
     else:
@@ -393,7 +406,29 @@ def train_command(
         }
         trainer.run.mkdir()
         (trainer.run.path / AGENT_FILE).write_text(json.dumps(spec), encoding="utf-8")
+    if imports:  # what --resume imports again
+        trainer.run.mkdir()
+        (trainer.run.path / IMPORTS_FILE).write_text(
+            json.dumps([_absolute_import(text) for text in imports]), encoding="utf-8"
+        )
     _run_training(trainer, resume, console)
+
+
+IMPORTS_FILE = "imports.json"
+"""In the run folder of a run started with ``--import``: the modules (``.py`` paths made
+absolute), which ``--resume`` imports again before it rebuilds the env."""
+
+
+def _absolute_import(text: str) -> str:
+    path = Path(text)
+    return str(path.resolve()) if text.endswith(".py") or "/" in text else text
+
+
+def _resumed_imports(out: Path | None) -> list[str]:
+    path = Path(out) / IMPORTS_FILE if out is not None else None
+    if path is None or not path.is_file():
+        return []
+    return list(json.loads(path.read_text(encoding="utf-8")))
 
 
 AGENT_FILE = "agent.json"
@@ -531,7 +566,10 @@ def _resolve_env(env_id: str) -> str:
     try:
         envkit_spec(fid)
     except gym.error.Error as e:
-        raise _fail(f"{e}\nRun `envkit list` to see the registered environments.") from None
+        raise _fail(
+            f"{e}\nRun `envkit list` to see the registered environments; an env registered in "
+            "a module of yours needs --import MODULE (or --import path/to/file.py)."
+        ) from None
     return fid
 
 
