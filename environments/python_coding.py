@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from envkit.env import Feedback, Task
+from envkit.environments._canaries import CODING_CANARIES, coding_golden
 from envkit.environments._sandboxed import SandboxedEnv
 from envkit.environments.coding_tasks import TASKS, CodingTask, get_task, outputs_equal
 from envkit.parsing import extract_code
@@ -58,6 +59,12 @@ class PythonCodingEnv(SandboxedEnv):
         **options: The sandbox options of ``SandboxedEnv`` (``sandbox``: ``"docker"`` or
             ``"local"``; ``sandbox_config``; ``pool``) and ``render_mode``.
     """
+
+    canaries = CODING_CANARIES  # known hacks, played by envkit validate (see _canaries.py)
+
+    def golden(self) -> list[Any]:
+        """The reference solution in a ```python block (``envkit validate``'s golden path)."""
+        return coding_golden(self)
 
     def __init__(
         self,

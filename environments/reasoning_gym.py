@@ -235,6 +235,13 @@ class ReasoningGymEnv(ChatEnv):
             reference=reference if isinstance(reference, (str, int, float)) else None,
         )
 
+    def golden(self) -> list[Any] | None:
+        """The dataset's answer in ``<answer>`` tags (``None`` when the entry has none)."""
+        ref = self.task.reference if self.task is not None else None
+        return (
+            None if ref is None else [{"role": "assistant", "content": f"<answer>{ref}</answer>"}]
+        )
+
     def respond(self, message: Message) -> Feedback:
         assert self.task is not None
         answer = _submitted(message.content)

@@ -66,6 +66,7 @@ __all__ = [
     "registered_ids",
     "spec",
     "tool",
+    "validate",
     "write_jsonl",
 ]
 
@@ -79,6 +80,12 @@ def __getattr__(name: str) -> object:
         from envkit.rollout import collect
 
         return collect
+    if name == "validate":
+        # envkit.validation is a tool for people (the top layer): imported by name, so that
+        # modules of lower layers that import envkit do not depend on it.
+        import importlib
+
+        return importlib.import_module("envkit.validation").validate
     if name in ("AgentEnv", "register_agent"):
         from envkit.environments import agent
 

@@ -41,6 +41,7 @@ from typing import Any, ClassVar, Literal, SupportsFloat, TypeVar
 import gymnasium as gym
 
 from envkit._async import to_thread
+from envkit.canary import Canary
 from envkit.errors import EpisodeOverError
 from envkit.spaces import AssistantTurn, Conversation, validate_assistant_turn
 from envkit.tools import ToolBox, ToolCallStats
@@ -132,6 +133,13 @@ class ChatEnv(gym.Env[list[dict[str, Any]], Any]):
     * ``True``: always in a worker thread (envs that block, such as the sandboxed ones).
     * ``False``: always on the event loop (quick, non-blocking Python)."""
 
+    canaries: ClassVar[tuple[Canary, ...]] = ()
+    """Known hacks of this env's kind (``envkit.canary.Canary``): scripted turns that must earn
+    no more than the floor. ``envkit validate`` plays each one (see docs/validate.md)."""
+    reward_range: ClassVar[tuple[float, float] | None] = None
+    """The lowest and highest episode reward, when declared (``envkit validate`` checks that
+    rewards stay inside and that the golden path reaches the top; ``None``: 0 to 1)."""
+
     def __init__(
         self,
         *,
@@ -182,6 +190,26 @@ class ChatEnv(gym.Env[list[dict[str, Any]], Any]):
         the episode on a special tool (``submit``) or to shape rewards.
         """
         return Feedback(messages=results)
+
+    def golden(self) -> list[MessageLike] | None:
+        """Assistant turns that solve the current task (after ``reset``), or ``None``.
+
+        ``envkit validate`` plays them and expects the env's maximum reward. The default is the
+        task's ``reference`` as the reply when it is a string or a number; ``None`` (no golden
+        path known) otherwise. Override it when a solution needs another form (a code block,
+        a tool call).
+
+        Example:
+            >>> import envkit
+            >>> env = envkit.make("Arithmetic-v0").unwrapped
+            >>> _ = env.reset(seed=0)
+            >>> env.golden() == [{"role": "assistant", "content": str(env.task.reference)}]
+            True
+        """
+        ref = self.task.reference if self.task is not None else None
+        if isinstance(ref, bool) or not isinstance(ref, (str, int, float)):
+            return None
+        return [{"role": "assistant", "content": str(ref)}]
 
     # ----------------------------------------------------------------- properties
     @property

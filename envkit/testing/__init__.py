@@ -28,13 +28,24 @@ from envkit.testing.replies import (
 )
 
 __all__ = [
+    "EnvDoesNotHold",
     "RecordedRequest",
     "Reply",
     "Responder",
     "ScriptedOpenAIServer",
+    "assert_env_holds",
     "echo",
     "ruler_answer",
     "ruler_responder",
     "tool_call",
     "trajectory_blocks",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # assert_env_holds imports the rollout machinery: only when used.
+    if name in ("EnvDoesNotHold", "assert_env_holds"):
+        from envkit.testing import env_holds
+
+        return getattr(env_holds, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
