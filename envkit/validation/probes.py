@@ -162,6 +162,8 @@ def _malformed_calls(env: Any) -> Any:
     for name, props in _tools(env):
         calls.append((name, "{not json"))  # malformed JSON
         calls.append((name, {}))  # missing arguments
+        if _ends_episode(name):
+            continue  # valid arguments would end the episode before the claim
         extreme: dict[str, Any] = {}
         for p, spec in props.items():
             kind = spec.get("type") if isinstance(spec, Mapping) else None
@@ -209,16 +211,20 @@ def _writes(env: Any) -> Any:
     return tool_call_turn(*calls) if calls else CLAIMS
 
 
+def _ends_episode(tool_name: str) -> bool:
+    return any(w in tool_name.lower() for w in ("submit", "answer", "finish", "done"))
+
+
 def _submit_claim(env: Any) -> Any:
     for name, props in _tools(env):
-        if any(w in name.lower() for w in ("submit", "answer", "finish", "done")):
+        if _ends_episode(name):
             arg = next(iter(props), "answer")
             return tool_call_turn((name, {arg: CLAIMS}))
     return CLAIMS
 
 
 def _tool_abuse(env: Any) -> Any:
-    stages = (_malformed_calls, _reads, _writes, _submit_claim)
+    stages = (_reads, _writes, _malformed_calls, _submit_claim)
     return stages[min(env.turn, len(stages) - 1)](env)
 
 
@@ -280,8 +286,8 @@ def panel(env: Any) -> list[Probe]:
             Probe(
                 "tool-abuse",
                 "tool_abuse",
-                "calls every tool with malformed and extreme arguments, reads files the task "
-                "did not offer, writes where a grader might read, then claims success",
+                "reads files the task did not offer, writes where a grader might read, calls "
+                "every tool with malformed and extreme arguments, then claims success",
                 _tool_abuse,
             )
         )

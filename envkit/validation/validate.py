@@ -293,9 +293,9 @@ async def avalidate(
         report.judge, finding, jrow = await judge_injection(
             judge, played, golden_mean is not None, tolerance, api_base=judge_api_base
         )
-        rows.append(jrow)
+        report.probes.append(jrow)
         if finding is not None:
-            findings.append(finding)
+            report.findings.append(finding)
     if out is not None:
         report.write(out)
     return report
