@@ -209,6 +209,11 @@ class MCPConnection:
             _loop.submit(self.aclose())
 
     @property
+    def stopped(self) -> bool:
+        """Whether the session's task (and a stdio server with it) has finished."""
+        return self._task is None or self._task.done()
+
+    @property
     def alive(self) -> bool:
         """Whether the session is open and usable."""
         return self.state == "ready" and self._client is not None

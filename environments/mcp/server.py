@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shlex
 import sys
@@ -135,8 +136,9 @@ class MCPServer(BaseModel):
 
     @property
     def key(self) -> str:
-        """A stable key of everything that decides which server this is (for sharing)."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """A key of what decides which server this is (listings and shared sessions use it)."""
+        which = self.model_dump(include={"command", "url", "env", "cwd", "headers", "mode"})
+        return hashlib.sha256(json.dumps(which, sort_keys=True).encode()).hexdigest()[:16]
 
     @contextlib.asynccontextmanager
     async def open_transport(self) -> AsyncIterator[Any]:

@@ -291,6 +291,7 @@ class MCPToolset:
         if not self.servers:
             raise ValueError("MCPToolset needs at least one MCPServer")
         self._episode: dict[int, MCPConnection] = {}
+        self._closing: list[MCPConnection] = []  # ended episodes' sessions, closing
         self._acquired: list[MCPServer] = []
         self._closed = False
         self.tools: list[MCPTool] = []
@@ -353,13 +354,16 @@ class MCPToolset:
     def end_episode(self) -> None:
         """Closes the per-episode sessions in the background (servers stop right after)."""
         old, self._episode = self._episode, {}
+        self._closing = [c for c in self._closing if not c.stopped]
         for conn in old.values():
             conn.close_soon()
+            self._closing.append(conn)
 
     def close(self) -> None:
         """Closes every session this toolset opened, waiting until stdio servers stopped."""
         old, self._episode = self._episode, {}
-        for conn in old.values():
+        closing, self._closing = self._closing, []
+        for conn in [*old.values(), *closing]:
             conn.close()
         acquired, self._acquired = self._acquired, []
         for server in acquired:

@@ -1,0 +1,137 @@
+"""MCP servers as envkit tools: schemas, results, errors, timeouts, crashes and lifecycles,
+against a real FastMCP server over stdio and streamable HTTP."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from mcp_support import server_processes, stdio_server, wait_no_server_processes
+
+from envkit.environments.mcp import MCPServer, MCPToolset, require_mcp
+from envkit.tools import ToolBox
+from envkit.types import ToolCall
+
+
+def _call(box: ToolBox, name: str, args: dict | str, id: str = "c") -> str:
+    msgs, _ = box.call_sync([ToolCall.create(name, args, id=id)])
+    return str(msgs[0].content)
+
+
+def test_tools_are_offered_with_the_servers_schemas_names_and_descriptions(http_url: str) -> None:
+    server = MCPServer(url=http_url, mode="legacy", prefix="t", include=["incr", "get", "picture"])
+    with MCPToolset(server) as toolset:
+        schemas = {t.schema["function"]["name"]: t.schema["function"] for t in toolset.tools}
+    assert sorted(schemas) == ["t_get", "t_incr", "t_picture"]
+    incr = schemas["t_incr"]
+    assert incr["description"] == "Adds `by` to the counter and returns its new value."
+    assert incr["parameters"]["type"] == "object"
+    assert incr["parameters"]["properties"]["by"]["type"] == "integer"
+    assert schemas["t_get"]["parameters"]["required"] == ["key"]
+    # the same names from two servers clash unless a prefix tells them apart
+    with pytest.raises(ValueError, match="prefix="):
+        MCPToolset([MCPServer(url=http_url, mode="legacy"), MCPServer(url=http_url)])
+    with pytest.raises(ValueError, match=r"has no tools \['nope'\]"):
+        MCPToolset(MCPServer(url=http_url, include=["nope"]))
+
+
+def test_results_and_every_failure_become_tool_messages(http_url: str) -> None:
+    with MCPToolset(MCPServer(url=http_url, mode="legacy", call_timeout=1.0)) as toolset:
+        box = ToolBox(toolset.tools, timeout=None)
+        toolset.start_episode()
+        calls = [
+            ToolCall.create("put", {"key": "a", "value": "x"}, id="1"),
+            ToolCall.create("incr", {"by": "two"}, id="2"),  # bad arguments (schema)
+            ToolCall.create("incr", "{not json", id="3"),  # malformed JSON
+            ToolCall.create("nope", {}, id="4"),  # unknown tool
+            ToolCall.create("get", {"key": "missing"}, id="5"),  # the tool raises: isError
+            ToolCall.create("picture", {}, id="6"),  # text, image and resource content
+        ]
+        msgs, stats = box.call_sync(calls)
+        texts = [m.content for m in msgs]
+        assert [m.tool_call_id for m in msgs] == ["1", "2", "3", "4", "5", "6"]
+        assert texts[0] == "stored a"
+        assert texts[1].startswith("Error: invalid arguments for incr: by: 'two' is not of type")
+        assert "Expected parameters" in texts[1]
+        assert texts[2].startswith("Error: arguments are not valid JSON")
+        assert texts[3].startswith("Error: unknown tool 'nope'. Available tools: crash, get")
+        assert texts[4].startswith("Error: get raised MCPToolError:")
+        assert "no value under 'missing'" in texts[4]
+        assert texts[5] == (
+            "a red pixel:\n[image: image/png, 8 bytes]\n[resource file:///notes.txt]\nhello notes"
+        )
+        assert (stats.errors, stats.bad_arguments, stats.unknown_tool, stats.exceptions) == (
+            4,
+            2,
+            1,
+            1,
+        )
+        # a call that hangs: a tool message after call_timeout, and the session goes on
+        start = time.monotonic()
+        assert (
+            _call(box, "hang", {}) == "Error: hang did not finish within 1.0 s; its result is lost."
+        )
+        assert time.monotonic() - start < 3.0
+        assert _call(box, "get", {"key": "a"}) == "x"
+        assert toolset.tools[0](by=5) == "5"  # a tool is callable from sync code too
+
+
+def test_per_episode_stdio_servers_are_fresh_processes_and_are_cleaned_up() -> None:
+    with MCPToolset(stdio_server()) as toolset:
+        box = ToolBox(toolset.tools, timeout=None)
+        toolset.start_episode()
+        pid1 = _call(box, "pid", {})
+        assert [_call(box, "incr", {}) for _ in range(2)] == ["1", "2"]
+        toolset.start_episode()  # the old server is stopped, a fresh one holds fresh state
+        pid2 = _call(box, "pid", {})
+        assert pid2 != pid1 and _call(box, "incr", {}) == "1"
+        deadline = time.monotonic() + 10  # the last episode's server stops in the background
+        while [p.pid for p in server_processes()] != [int(pid2)] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [p.pid for p in server_processes()] == [int(pid2)]
+    assert server_processes() == []  # close() waited for the server to stop
+
+
+def test_a_server_crashing_mid_call_is_a_tool_message_and_leaves_no_process() -> None:
+    with MCPToolset(stdio_server(call_timeout=5.0)) as toolset:
+        box = ToolBox(toolset.tools, timeout=None)
+        toolset.start_episode()
+        assert _call(box, "incr", {}) == "1"
+        start = time.monotonic()
+        text = _call(box, "crash", {})
+        assert time.monotonic() - start < 3.0  # not the call timeout: the crash is seen at once
+        assert text.startswith("Error: crash raised MCPServerCrashed: the MCP server")
+        assert "crashed or exited" in text and "state is lost" in text
+        assert "state is lost" in _call(box, "incr", {})  # later calls say so too
+        assert wait_no_server_processes() == []
+
+
+def test_a_server_that_does_not_start_is_a_clear_error_and_leaves_no_process(tmp_path) -> None:
+    with pytest.raises(ConnectionError, match="could not list the tools of MCP server"):
+        MCPToolset(MCPServer(command="envkit-no-such-mcp-server --x", connect_timeout=5))
+    script = tmp_path / "not_mcp.py"
+    script.write_text("import sys; print('hello, not json'); sys.stdout.flush(); input()\n")
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match="not_mcp.py"):
+        MCPToolset(MCPServer(command=[sys.executable, str(script)], connect_timeout=2))
+    assert time.monotonic() - start < 10
+    left = [p for p in server_processes() if "not_mcp.py" in " ".join(p.cmdline())]
+    assert left == []
+
+
+def test_server_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="exactly one of command="):
+        MCPServer()
+    with pytest.raises(ValueError, match="exactly one of command="):
+        MCPServer(command="x", url="http://127.0.0.1:1/mcp")
+    with pytest.raises(ValueError, match="must start with http"):
+        MCPServer(url="127.0.0.1:1/mcp")
+    with pytest.raises(ValueError, match="greater than 0"):
+        MCPServer(command="x", call_timeout=0)
+
+
+def test_a_missing_mcp_sdk_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mcp", None)
+    with pytest.raises(ImportError, match=r'pip install "envkit-rl\[mcp\]"'):
+        require_mcp()
