@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from envkit.env import ChatEnv
 from envkit.sandbox.config import SandboxConfig
@@ -33,6 +33,13 @@ class SandboxedEnv(ChatEnv):
     """
 
     step_in_thread = True  # sandbox calls block: always in a worker thread, never on the loop
+
+    grader_isolated: ClassVar[bool] = False
+    """Whether the reward is computed out of the policy's reach: the expected outputs never enter
+    a sandbox, and whatever runs to grade runs on the host or in a clean sandbox (and process)
+    that receives only the submitted artifact, never in the sandbox the policy's commands ran in.
+    A subclass sets it to ``True`` only when that holds; ``envkit validate`` reports it
+    (``hygiene:isolation``). See docs/sandbox.md, "Where grading runs"."""
 
     def __init__(
         self,

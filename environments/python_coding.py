@@ -23,13 +23,14 @@ import secrets
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from envkit.env import Feedback, Task
 from envkit.environments._canaries import CODING_CANARIES, coding_golden
 from envkit.environments._sandboxed import SandboxedEnv
 from envkit.environments.coding_tasks import TASKS, CodingTask, get_task, outputs_equal
 from envkit.parsing import extract_code
+from envkit.sandbox.errors import SandboxError
 from envkit.types import Message
 
 __all__ = ["PythonCodingEnv"]
@@ -61,6 +62,7 @@ class PythonCodingEnv(SandboxedEnv):
     """
 
     canaries = CODING_CANARIES  # known hacks, played by envkit validate (see _canaries.py)
+    grader_isolated: ClassVar[bool] = True  # a clean sandbox per submission, a separate reporter
 
     def golden(self) -> list[Any]:
         """The reference solution in a ```python block (``envkit validate``'s golden path)."""
@@ -87,6 +89,7 @@ class PythonCodingEnv(SandboxedEnv):
             )
         self.test_timeout = test_timeout
         self.total_timeout = total_timeout
+        self._graded = False  # a submission ran in this episode's sandbox: scrub before the next
 
     @property
     def coding_task(self) -> CodingTask:
@@ -115,34 +118,44 @@ class PythonCodingEnv(SandboxedEnv):
 
     # ------------------------------------------------------------------ grading
     def run_tests(self, code: str) -> dict[str, Any]:
-        """Runs ``code`` against the task's examples and hidden tests in the sandbox.
+        """Runs ``code`` against the task's examples and hidden tests in a clean sandbox.
+
+        The sandbox holds nothing but the submission: the first submission of an episode is
+        graded in a sandbox fresh from the pool, every later one after that sandbox was scrubbed
+        (``Sandbox.reset``: every process of the sandbox user killed, every writable directory
+        emptied, what the pool does between episodes), so nothing a submission left behind
+        reaches the next one. Inside, the grader process that reports is not the process that
+        runs the code (see ``_coding_harness.py``), and the expected values stay on the host.
 
         Returns a dict with ``visible`` and ``hidden`` lists of ``(passed, detail)`` and
         ``load_error`` (or ``None``). Raises ``InfraError`` if the sandbox fails.
         """
         t = self.coding_task
         cases = [*t.examples, *t.hidden]
-        marker = f"@@envkit-{secrets.token_hex(8)}@@"
-        request = {
+        marker = f"@@envkit-{secrets.token_hex(16)}@@"
+        header = {
             "code": code,
             "function": t.function,
-            "inputs": [c.args for c in cases],
             "test_timeout": self.test_timeout,
             "total_timeout": self.total_timeout,
-            "marker": marker,
         }
-        budget = self.total_timeout + self.test_timeout + 10.0
-        result = self.sandbox().exec(
-            ["python3", "-I", "-c", _harness_source()], stdin=json.dumps(request), timeout=budget
+        frames = [header, *({"args": c.args} for c in cases), {"marker": marker}]
+        payload = b"".join(_frame(f) for f in frames)
+        # Loading, every call at its limit, and slack for the sandbox round trip.
+        budget = self.total_timeout + 2 * self.test_timeout + 10.0
+        sb = self._clean_sandbox()
+        self._graded = True
+        result = sb.exec(
+            ["python3", "-I", "-S", "-c", _harness_source()], stdin=payload, timeout=budget
         )
-        report = _parse_report(result.stdout, marker)
+        report = _parse_report(result.stdout, marker, len(cases))
         if report is None:
             why = result.describe()
             tail = result.stderr.strip()[-600:]
             report = {"load_error": f"the test run failed ({why}). {tail}".strip(), "results": []}
         outcomes = []
         for i, case in enumerate(cases):
-            res = report["results"][i] if i < len(report.get("results", [])) else None
+            res = report["results"][i] if i < len(report["results"]) else None
             outcomes.append(_judge(t, case, res, report.get("load_error")))
         n_vis = len(t.examples)
         return {
@@ -150,6 +163,21 @@ class PythonCodingEnv(SandboxedEnv):
             "hidden": outcomes[n_vis:],
             "load_error": report.get("load_error"),
         }
+
+    def _clean_sandbox(self) -> Any:
+        """This episode's sandbox, scrubbed if a submission was already graded in it."""
+        sb = self.sandbox()
+        if not self._graded or sb.reset():
+            return sb
+        # Not clean: a dead sandbox raises its own error here; a live but dirty one is replaced.
+        sb.exec(["true"], timeout=30.0)
+        self.release_sandbox()
+        self._graded = False
+        return self.sandbox()
+
+    def release_sandbox(self) -> None:
+        self._graded = False
+        super().release_sandbox()
 
     def respond(self, message: Message) -> Feedback:
         t = self.coding_task
@@ -182,15 +210,40 @@ class PythonCodingEnv(SandboxedEnv):
         )
 
 
-def _parse_report(stdout: str, marker: str) -> dict[str, Any] | None:
+def _frame(obj: Any) -> bytes:
+    data = json.dumps(obj).encode()
+    return len(data).to_bytes(4, "big") + data
+
+
+def _parse_report(stdout: str, marker: str, n_cases: int) -> dict[str, Any] | None:
+    """The grader's report, checked field by field; ``None`` when there is none or it is bad.
+
+    Raises ``SandboxError`` when the grader says it could not protect itself.
+    """
     for line in reversed(stdout.splitlines()):
         if line.startswith(marker):
             try:
                 report = json.loads(line[len(marker) :])
             except ValueError:
                 return None
-            return report if isinstance(report, dict) else None
-    return None
+            break
+    else:
+        return None
+    if isinstance(report, dict) and isinstance(report.get("fatal"), str):
+        raise SandboxError(f"the coding grader refused to run: {report['fatal']}")
+    if not isinstance(report, dict) or set(report) - {"results", "load_error"}:
+        return None
+    results, load_error = report.get("results"), report.get("load_error")
+    if not isinstance(results, list) or len(results) > n_cases:
+        return None
+    if load_error is not None and not isinstance(load_error, str):
+        return None
+    for res in results:
+        ok_value = isinstance(res, dict) and set(res) == {"value"}
+        ok_error = isinstance(res, dict) and set(res) == {"error"} and isinstance(res["error"], str)
+        if not (ok_value or ok_error):
+            return None
+    return report
 
 
 def _judge(t: CodingTask, case: Any, res: Any, load_error: str | None) -> tuple[bool, str]:

@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from envkit.env import Feedback, Task
 from envkit.environments._canaries import TOOL_CANARIES, tools_golden
@@ -33,7 +33,10 @@ from envkit.sandbox.result import ExecResult
 from envkit.tools import ToolBox, tool
 from envkit.types import Message
 
-__all__ = ["PythonToolsEnv", "format_exec"]
+__all__ = ["MAX_ARTIFACT_BYTES", "PythonToolsEnv", "format_exec"]
+
+MAX_ARTIFACT_BYTES = 1 << 20
+"""The largest output file a transform task's grader copies out of the sandbox."""
 
 SYSTEM_PROMPT = (
     "You work in a sandboxed Linux machine (Debian, Python 3 with its standard library, no "
@@ -73,6 +76,7 @@ class PythonToolsEnv(SandboxedEnv):
             ``"local"``; ``sandbox_config``; ``pool``) and ``render_mode``.
     """
 
+    grader_isolated: ClassVar[bool] = True  # checked on the host; only the artifact leaves
     canaries = TOOL_CANARIES  # known hacks: envkit validate plays them (environments/_canaries.py)
 
     def golden(self) -> list[Any]:
@@ -204,8 +208,21 @@ class PythonToolsEnv(SandboxedEnv):
         self.sandbox().write_files(self.tool_task.files)
         return obs, info
 
+    def _artifact(self, path: str) -> bytes:
+        """Copies the file a transform task asked for out of the agent's sandbox.
+
+        Only its bytes leave: a regular file (the sandbox refuses symlinks, FIFOs and devices),
+        at most ``MAX_ARTIFACT_BYTES``. Nothing is run in the sandbox to grade it.
+        """
+        data = self.sandbox().read_file(path, timeout=self.tool_timeout)
+        if len(data) > MAX_ARTIFACT_BYTES:
+            raise OSError(f"it is larger than {MAX_ARTIFACT_BYTES} bytes")
+        return data
+
     def _grade(self, answer: str) -> Feedback:
-        ok, why = check_answer(self.tool_task, answer, self.sandbox().read_file)
+        # Graded on the host: the expected answer never enters the sandbox, and the only thing
+        # taken from the sandbox is the submitted artifact's content (``_artifact``).
+        ok, why = check_answer(self.tool_task, answer, self._artifact)
         info = {"correct": ok, "submitted": answer[:200], "template": self.tool_task.template}
         if why:
             info["why"] = why
