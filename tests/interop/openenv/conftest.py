@@ -1,0 +1,128 @@
+"""Fixtures of the OpenEnv interop tests.
+
+The test games (``openenv_games``) and ``envkit serve-env``'s app are served by real uvicorn on
+127.0.0.1: in a thread of the test process where a test only needs a server (importing openenv
+costs ~10 s per process), as a process where the test kills it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("openenv", reason='needs openenv-core: pip install "envkit-rl[openenv]"')
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+
+class ThreadServer:
+    """A uvicorn server of ``app`` on a free 127.0.0.1 port, in a daemon thread."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        from envkit.environments.openenv._servers import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def guess_server() -> Iterator[str]:
+    """The URL of the guess-the-number OpenEnv game."""
+    from openenv_games import guess_app
+
+    s = ThreadServer(guess_app)
+    yield s.url
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def calc_server() -> Iterator[str]:
+    """The URL of the tool-style (MCP) OpenEnv calculator game."""
+    from openenv_games import calc_app
+
+    s = ThreadServer(calc_app)
+    yield s.url
+    s.stop()
+
+
+def processes_of(pattern: str) -> list[str]:
+    """Command lines of this machine's processes that contain ``pattern``."""
+    out = subprocess.run(["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if pattern in line and "ps -eww" not in line]
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+# `envkit serve-env` as a process takes ~20 s to start here (openenv imports gradio): it starts
+# in a thread as soon as a test that needs it is collected, while the other tests run.
+_SERVE_ENV_COMMAND = [
+    sys.executable,
+    "-m",
+    "envkit.cli.main",
+    "serve-env",
+    "GuessNumber-v0",
+    "-k",
+    "low=1",
+    "-k",
+    "high=10",
+    "-k",
+    "max_turns=10",
+    "--port",
+    "{port}",
+]
+_early: dict[str, Any] = {}
+
+
+def _start_serve_env() -> None:
+    from envkit.environments.openenv import OpenEnvChatEnv
+
+    try:
+        _early["env"] = OpenEnvChatEnv.from_command(
+            _SERVE_ENV_COMMAND, max_turns=10, timeout=10, startup_timeout=120
+        )
+    except BaseException as e:  # reported by the fixture
+        _early["error"] = e
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if any("serve_env_cli" in getattr(item, "fixturenames", ()) for item in items):
+        _early["thread"] = threading.Thread(target=_start_serve_env, daemon=True)
+        _early["thread"].start()
+
+
+@pytest.fixture(scope="session")
+def serve_env_cli() -> Iterator[Any]:
+    """An ``OpenEnvChatEnv`` on ``envkit serve-env GuessNumber-v0`` started from its command."""
+    _early["thread"].join(180)
+    if "error" in _early:
+        raise _early["error"]
+    env = _early["env"]
+    yield env
+    env.close()
