@@ -271,6 +271,7 @@ from envkit.cli.gateway import gateway_command  # noqa: E402
 from envkit.cli.init import init_command  # noqa: E402
 from envkit.cli.sandbox import app as sandbox_app  # noqa: E402
 from envkit.cli.serve import serve_command  # noqa: E402
+from envkit.cli.serve_env import serve_env_command  # noqa: E402
 from envkit.cli.train import report_command, train_command  # noqa: E402
 from envkit.cli.validate import validate_command  # noqa: E402
 from envkit.cli.view import view_command  # noqa: E402
@@ -282,6 +283,7 @@ app.command("report")(report_command)
 app.command("check-template")(check_template_command)
 app.command("view")(view_command)
 app.command("serve")(serve_command)
+app.command("serve-env")(serve_env_command)
 app.command("gateway")(gateway_command)
 app.command("validate")(validate_command)
 
