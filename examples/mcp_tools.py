@@ -109,9 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         max_turns=4,
         override=True,
     )
-    env = envkit.make(env_id)
+    env = envkit.make(env_id)  # kept open: the shared server lives while an env uses it
     print("tools:", [t["function"]["name"] for t in env.unwrapped.tool_schemas])
-    env.close()
     if args.model:
         from envkit.policies import LiteLLMPolicy
 
@@ -119,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         policy = CallablePolicy(scripted)
     groups = envkit.collect(env_id, policy, seeds=[0, 1, 2, 3], group_size=1, progress=False)
+    env.close()  # the last env using the server: it stops now
     for g in groups:
         t = g[0]
         print(f"{t.messages[0].content!r} -> {t.messages[-1].content!r}, reward {t.reward}")

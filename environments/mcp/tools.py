@@ -143,19 +143,33 @@ def list_server_tools(server: MCPServer, *, refresh: bool = False) -> list[ToolI
     Raises:
         ConnectionError: the server could not be started or did not answer the listing.
     """
+    return _list_tools(server, refresh=refresh, keep=False)[0]
+
+
+def _list_tools(
+    server: MCPServer, *, refresh: bool = False, keep: bool = False
+) -> tuple[list[ToolInfo], MCPConnection | None]:
+    """The listing, and with ``keep`` the per-episode session it was read from (still open)."""
     with _listings_lock:
         if not refresh and server.key in _listings:
-            return _listings[server.key]
+            return _listings[server.key], None
+    kept: list[MCPConnection] = []
 
     async def _list() -> list[Any]:
         if not server.per_episode:
             return await (await _shared.aget(server)).alist_tools()
         conn = MCPConnection(server)
+        ok = False
         try:
             await conn.astart()
-            return await conn.alist_tools()
+            tools = await conn.alist_tools()
+            ok = True
+            return tools
         finally:
-            await conn.aclose()
+            if ok and keep:
+                kept.append(conn)
+            else:
+                await conn.aclose()
 
     try:
         tools = _loop.run(_list(), timeout=2 * server.connect_timeout + 10)
@@ -182,7 +196,7 @@ def list_server_tools(server: MCPServer, *, refresh: bool = False) -> list[ToolI
     ]
     with _listings_lock:
         _listings[server.key] = infos
-    return infos
+    return infos, (kept[0] if kept else None)
 
 
 # --------------------------------------------------------------------------- the tool
@@ -292,6 +306,7 @@ class MCPToolset:
             raise ValueError("MCPToolset needs at least one MCPServer")
         self._episode: dict[int, MCPConnection] = {}
         self._closing: list[MCPConnection] = []  # ended episodes' sessions, closing
+        self._spare: dict[int, MCPConnection] = {}  # started for the listing, not used yet
         self._acquired: list[MCPServer] = []
         self._closed = False
         self.tools: list[MCPTool] = []
@@ -302,7 +317,9 @@ class MCPToolset:
                     self._acquired.append(server)
             seen: dict[str, str] = {}
             for i, server in enumerate(self.servers):
-                infos = list_server_tools(server)
+                infos, spare = _list_tools(server, keep=True)
+                if spare is not None:  # the listing's session serves the first episode
+                    self._spare[i] = spare
                 if server.include is not None:
                     have = {t.name for t in infos}
                     missing = [n for n in server.include if n not in have]
@@ -336,7 +353,15 @@ class MCPToolset:
         if self._closed:
             raise RuntimeError("this MCPToolset is closed")
         self.end_episode()
-        fresh = {i: MCPConnection(s) for i, s in enumerate(self.servers) if s.per_episode}
+        fresh: dict[int, MCPConnection] = {}
+        for i, server in enumerate(self.servers):
+            if server.per_episode:
+                spare = self._spare.pop(i, None)
+                if spare is not None and not spare.alive:
+                    spare.close_soon()
+                    self._closing.append(spare)
+                    spare = None
+                fresh[i] = spare or MCPConnection(server)
         self._episode = fresh
         if not fresh:
             return
@@ -363,7 +388,8 @@ class MCPToolset:
         """Closes every session this toolset opened, waiting until stdio servers stopped."""
         old, self._episode = self._episode, {}
         closing, self._closing = self._closing, []
-        for conn in [*old.values(), *closing]:
+        spare, self._spare = self._spare, {}
+        for conn in [*old.values(), *closing, *spare.values()]:
             conn.close()
         acquired, self._acquired = self._acquired, []
         for server in acquired:

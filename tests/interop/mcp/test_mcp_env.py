@@ -68,7 +68,7 @@ def test_32_concurrent_episodes_through_collect_keep_their_own_sessions(http_url
     ]
 
 
-def test_stdio_env_through_gymnasium_make_and_sync_steps() -> None:
+def test_stdio_env_through_gymnasium_make_has_a_fresh_server_per_episode() -> None:
     fid = register_mcp_env(
         "McpCounter-v0",
         server=stdio_server(),
@@ -77,21 +77,27 @@ def test_stdio_env_through_gymnasium_make_and_sync_steps() -> None:
         override=True,
     )
     env = gym.make(fid)
+    pids = []
     try:
-        for _ in range(1):
+        names = [t["function"]["name"] for t in env.unwrapped.tool_schemas]
+        assert {"incr", "put", "get", "pid", "hang", "crash", "picture"} == set(names)
+        for _ in range(2):  # each episode has a fresh server: the counter starts at 0 again
             obs, info = env.reset(seed=0)
             assert obs[-1]["content"] == "Count to one." and info["task_id"] == "task-0"
-            names = [t["function"]["name"] for t in env.unwrapped.tool_schemas]
-            assert {"incr", "put", "get", "hang", "crash"} <= set(names)
+            calls = [_call("incr", {}, "x"), _call("pid", {}, "y")]
             obs, reward, terminated, truncated, info = env.step(
-                {"role": "assistant", "content": None, "tool_calls": [_call("incr", {}, "x")]}
+                {"role": "assistant", "content": None, "tool_calls": calls}
             )
-            assert obs[-1] == {"role": "tool", "tool_call_id": "x", "name": "incr", "content": "1"}
-            assert (reward, terminated, truncated, info["tool_calls"]) == (0.0, False, False, 1)
+            assert obs[-2] == {"role": "tool", "tool_call_id": "x", "name": "incr", "content": "1"}
+            assert (reward, terminated, truncated, info["tool_calls"]) == (0.0, False, False, 2)
+            pids.append(int(obs[-1]["content"]))
+            assert [p.pid for p in server_processes()] == [pids[-1]]  # the last one was stopped
             obs, reward, terminated, truncated, info = env.step("1")
             assert (reward, terminated, truncated, info["score"]) == (1.0, True, False, 1.0)
+            assert wait_no_server_processes() == []  # the episode's end stopped its server
     finally:
         env.close()
+    assert pids[0] != pids[1]
     assert server_processes() == []
 
 
@@ -118,27 +124,29 @@ def test_max_turns_truncates_and_scores_and_a_hang_does_not_stop_the_batch(http_
 
 
 def test_crash_mid_call_is_an_infra_error_and_the_batch_goes_on() -> None:
+    first_call = [True]
+
     def policy(messages: list[dict[str, Any]], tools: Any) -> Any:
         if any(m["role"] == "tool" for m in messages):
             return "done"
-        name = "crash" if "crash" in messages[0]["content"] else "incr"
+        name = "crash" if first_call[0] else "incr"  # the first episode to act crashes its server
+        first_call[0] = False
         return {"role": "assistant", "tool_calls": [_call(name, {}, "k")]}
 
     server = stdio_server(on_crash="infra_error")
     groups = envkit.collect(
-        lambda **kw: MCPEnv(server, ["crash it", "count"], reward=lambda trajectory: 1.0, **kw),
+        lambda **kw: MCPEnv(server, ["go"], reward=lambda trajectory: 1.0, **kw),
         CallablePolicy(policy),
-        seeds=[0, 1],
-        group_size=1,
-        options=None,
+        seeds=[0],
+        group_size=2,
         progress=False,
     )
-    by_task = {g[0].messages[0].content: g[0] for g in groups}
-    if len(by_task) < 2:  # both seeds drew the same task: run the other one by index
-        pytest.skip("seeds drew one task")
-    assert by_task["crash it"].outcome == "infra_error" and by_task["crash it"].reward is None
-    assert "crashed or exited" in (by_task["crash it"].error or "")
-    assert by_task["count"].outcome == "ok" and by_task["count"].reward == 1.0
+    by_call = {t.messages[1].tool_calls[0].function.name: t for t in groups[0]}
+    crashed, counted = by_call["crash"], by_call["incr"]
+    assert crashed.outcome == "infra_error" and crashed.reward is None
+    assert "crashed or exited" in (crashed.error or "")
+    assert counted.outcome == "ok" and counted.reward == 1.0
+    assert counted.messages[2].content == "1"
     assert wait_no_server_processes() == []
 
 
