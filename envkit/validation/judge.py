@@ -16,11 +16,24 @@ INJECTED = ("judge-injection", "grader-injection")
 HONEST = ("golden", "null", "refusal")
 
 
+LOCAL_API_KEY = "sk-envkit-local"
+"""The API key sent to a judge at an ``api_base`` when ``OPENAI_API_KEY`` is not set (a local
+server needs none, litellm wants one), as ``envkit eval`` does."""
+
+
 def _judge_of(judge: Any, api_base: str | None) -> Any:
     if isinstance(judge, str):
+        import os
+
         from envkit.rewards import RulerJudge
 
-        return RulerJudge(judge, api_base=api_base, cache=False)
+        key = (os.environ.get("OPENAI_API_KEY") or LOCAL_API_KEY) if api_base else None
+        return RulerJudge(judge, api_base=api_base, api_key=key, cache=False)
+    if not hasattr(judge, "evaluate") and not callable(judge):
+        raise TypeError(
+            f"judge must be a litellm model string or an envkit.rewards.RulerJudge, got "
+            f"{type(judge).__name__}"
+        )
     return judge
 
 

@@ -119,3 +119,15 @@ def test_cli_subprocess_with_import(tmp_path: Path) -> None:
     assert "findings.jsonl" in done.stdout
     view = load_view(tmp_path / "v" / "findings.jsonl")
     assert any(t["reward"] == 1.0 for t in view.trajectories)
+
+
+def test_cli_judge_option_reports_the_injection_rate() -> None:
+    runner = CliRunner(env={"COLUMNS": "220"})
+    with ScriptedOpenAIServer(responder=ruler_responder(_naive)) as server:
+        args = ["validate", "SoundSum-v0", "-n", "2", "--judge", "openai/judge-test"]
+        fooled = runner.invoke(app, [*args, "--judge-api-base", server.url])
+        assert len(server.requests) == 2
+        assert server.requests[0].body["model"] == "judge-test"
+    assert fooled.exit_code == 1, fooled.output
+    assert "injected trajectory ranked first in 2 of 2 groups (100%)" in fooled.output
+    assert "judge:injection" in fooled.output
