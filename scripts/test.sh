@@ -18,10 +18,19 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# The tests start dozens of Python subprocesses that import torch, transformers, trl and litellm:
+# let Python cache their bytecode (uv, which setup.sh installs with, compiles none at install).
+unset PYTHONDONTWRITEBYTECODE
 mkdir -p .envkit
 learning_log=.envkit/test-learning.log
 floors_log=.envkit/test-floors.log
 rm -f .envkit/test-learning.rc .envkit/test-floors.rc
+
+# How busy the machine's CPUs were (from /proc/stat): tells whether the two chains are CPU-bound
+# (near 100%: only less work makes make test faster) or wait on I/O, Docker and servers.
+cpu_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8, $5+$6}' /proc/stat 2>/dev/null || echo "0 0"; }
+read -r busy0 idle0 < <(cpu_ticks)
+start=$SECONDS
 
 (
   "$PY" -m pytest -q -s -p no:cacheprovider -m learning --durations=5 >"$learning_log" 2>&1
@@ -35,6 +44,7 @@ trap 'pkill -TERM -P "$chain" 2>/dev/null; kill "$chain" 2>/dev/null; wait "$cha
 
 "$PY" -m pytest -q -m "not learning" --durations=25 --durations-min=5
 suite=$?
+suite_s=$((SECONDS - start))
 
 if kill -0 "$chain" 2>/dev/null; then
   echo "== waiting for the learning test and the floors job (logs: $learning_log, $floors_log)"
@@ -47,5 +57,9 @@ cat "$learning_log"
 echo "== the floors job, run after it:"
 cat "$floors_log"
 
+read -r busy1 idle1 < <(cpu_ticks)
+busy=$((busy1 - busy0)); idle=$((idle1 - idle0))
+echo "== times: suite ${suite_s} s, both chains $((SECONDS - start)) s; CPUs busy" \
+  "$((100 * busy / (busy + idle > 0 ? busy + idle : 1)))% of the time ($(nproc) cores)"
 echo "== make test: suite exit $suite, learning exit $learned, floors exit $floors"
 [ "$suite" -eq 0 ] && [ "$learned" -eq 0 ] && [ "$floors" -eq 0 ]
