@@ -19,8 +19,11 @@ Example:
     ...     server=MCPServer(command="python counter_server.py"),
     ...     tasks=["Increment the counter twice, then tell me its value."],
     ...     reward=lambda trajectory: float("2" in (trajectory.messages[-1].content or "")),
-    ... )  # doctest: +SKIP
+    ...     override=True,
+    ... )
     'envkit/Counter-v0'
+
+The server starts when the env is made (``envkit.make("Counter-v0")``), not at registration.
 """
 
 from __future__ import annotations

@@ -89,6 +89,14 @@ def describe_result(result: Any) -> str:
     """The text of a ``CallToolResult``: text blocks joined, other blocks described.
 
     A result without content blocks shows its ``structuredContent`` as JSON.
+
+    Example:
+        >>> from mcp_types import CallToolResult, ImageContent, TextContent
+        >>> print(describe_result(CallToolResult(content=[
+        ...     TextContent(type="text", text="a pixel:"),
+        ...     ImageContent(type="image", data="AAAA", mime_type="image/png")])))
+        a pixel:
+        [image: image/png, 3 bytes]
     """
     parts = [_describe_block(b) for b in (result.content or [])]
     if not parts and getattr(result, "structured_content", None) is not None:
@@ -293,9 +301,12 @@ class MCPToolset:
         ConnectionError: a server could not be started or listed.
 
     Example:
-        >>> toolset = MCPToolset(MCPServer(command="python my_server.py"))  # doctest: +SKIP
-        >>> [t.name for t in toolset.tools]  # doctest: +SKIP
-        ['incr', 'get']
+        >>> MCPToolset([])
+        Traceback (most recent call last):
+        ...
+        ValueError: MCPToolset needs at least one MCPServer
+
+        With a server: ``MCPToolset(MCPServer(command="python my_server.py")).tools``.
     """
 
     def __init__(self, servers: MCPServer | Sequence[MCPServer]) -> None:
