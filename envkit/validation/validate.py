@@ -121,6 +121,15 @@ async def avalidate(
 
     # The probes depend on the env (its tools, its canaries): look at one instance first.
     probe_env = make_chat_env(fid, **kwargs)
+    from envkit.environments.agent import AgentEnv
+
+    if isinstance(probe_env, AgentEnv):
+        probe_env.close()
+        raise ValueError(
+            f"{fid} is an AgentEnv (an agent program plays its episodes): envkit validate plays "
+            "scripted turns of ChatEnv envs only; validate the env its tasks come from, or its "
+            "reward with a ChatEnv that exposes the same grader"
+        )
     try:
         probe_env.reset(seed=seeds[0])
         probes = [golden_probe(), *panel(probe_env), *canary_probes(type(probe_env).canaries)]
