@@ -198,12 +198,14 @@ async def avalidate(
         row(kinds["golden"], gtrajs, status="info", detail="golden() returned None: no golden path")
         rows[-1].errors = 0
     else:
-        golden_mean = _mean([t.reward for t in gtrajs])
-        below = [t for t in gtrajs if t.reward is None or t.reward < hi - EPS]
-        r = row(kinds["golden"], gtrajs)
-        if any(t.failed for t in gtrajs):
+        # Seeds whose task has no golden path (golden() is None there) are left out.
+        known = [t for t in gtrajs if t not in no_golden]
+        golden_mean = _mean([t.reward for t in known])
+        below = [t for t in known if t.reward is None or t.reward < hi - EPS]
+        r = row(kinds["golden"], known)
+        if any(t.failed for t in known):
             golden_status = "error"
-            _errors(r, gtrajs)
+            _errors(r, known)
         elif below:
             golden_status = "below max"
             r.status = "finding"
@@ -220,6 +222,8 @@ async def avalidate(
         else:
             golden_status = "reaches max"
             r.detail = f"reaches {hi:g}"
+        if no_golden:
+            r.detail += f" (no golden path on {len(no_golden)} of {len(gtrajs)} seeds)"
     if floor is not None and floor >= hi - EPS:
         findings.append(
             Finding(

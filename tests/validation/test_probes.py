@@ -147,3 +147,15 @@ def test_golden_default_is_the_reference_as_the_reply() -> None:
     assert env.golden() == [{"role": "assistant", "content": str(env.task.reference)}]
     env.task.reference = {"not": "a scalar"}
     assert env.golden() is None
+
+
+def test_seeds_without_a_golden_path_are_left_out_of_the_golden_score() -> None:
+    class OddOnly(SOUND["SoundSum-v0"]):  # type: ignore[misc,valid-type]
+        def golden(self):  # type: ignore[no-untyped-def]
+            return super().golden() if self.task.answer % 2 else None
+
+    envkit.register("TestOddGolden-v0", OddOnly, override=True)
+    report = validate("TestOddGolden-v0", episodes=6)
+    row = next(p for p in report.probes if p.name == "golden")
+    assert report.ok and report.golden_status == "reaches max" and report.golden == 1.0
+    assert 0 < row.episodes < 6 and "no golden path on" in row.detail
