@@ -99,7 +99,11 @@ class MCPConnection:
             try:
                 await asyncio.wait_for(asyncio.shield(ready), timeout)
             except BaseException as e:
-                await self.aclose()
+                # Cancel the half-open session: the transport's shielded shutdown still stops a
+                # stdio server (stdin closed, SIGTERM, SIGKILL to its process group).
+                self._stop.set()
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=_CLOSE_TIMEOUT)
                 self.state = "dead"
                 self.error = (
                     f"did not start within {timeout} s"

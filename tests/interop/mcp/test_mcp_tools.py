@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from mcp_support import server_processes, stdio_server, wait_no_server_processes
+from mcp_support import stdio_server, wait_no_server_processes
 
 from envkit.environments.mcp import MCPServer, MCPToolset, require_mcp
 from envkit.tools import ToolBox
@@ -94,14 +94,18 @@ def test_a_server_crashing_mid_call_is_a_tool_message_and_leaves_no_process() ->
 def test_a_server_that_does_not_start_is_a_clear_error_and_leaves_no_process(tmp_path) -> None:
     with pytest.raises(ConnectionError, match="could not list the tools of MCP server"):
         MCPToolset(MCPServer(command="envkit-no-such-mcp-server --x", connect_timeout=5))
-    script = tmp_path / "not_mcp.py"
-    script.write_text("import sys; print('hello, not json'); sys.stdout.flush(); input()\n")
-    start = time.monotonic()
+    garbage = tmp_path / "not_mcp.py"  # answers the handshake with something that is not JSON
+    garbage.write_text("import sys; print('hello, not json'); sys.stdout.flush(); input()\n")
     with pytest.raises(ConnectionError, match=r"not_mcp\.py"):
-        MCPToolset(MCPServer(command=[sys.executable, str(script)], connect_timeout=2))
-    assert time.monotonic() - start < 10
-    left = [p for p in server_processes() if "not_mcp.py" in " ".join(p.cmdline())]
-    assert left == []
+        MCPToolset(MCPServer(command=[sys.executable, str(garbage)], connect_timeout=5))
+    silent = tmp_path / "silent_mcp.py"  # never answers the handshake, ignores stdin closing
+    silent.write_text("import time\ntime.sleep(60)\n")
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match=r"did not start within 1\.0 s"):
+        MCPToolset(MCPServer(command=[sys.executable, str(silent)], connect_timeout=1.0))
+    assert time.monotonic() - start < 8
+    for script in (garbage, silent):
+        assert wait_no_server_processes(script=str(script)) == []
 
 
 def test_server_settings_are_checked() -> None:
