@@ -2,10 +2,11 @@
 
 Each episode draws one of the original tasks of ``envkit.environments.coding_tasks`` (a statement,
 a signature, visible examples and hidden tests). The model answers with code in a ```python
-block; it is run in the episode's sandbox against the visible examples and the hidden tests
-(expected values stay on the host). If some tests fail, the model sees which visible examples
-failed and may try again until ``max_turns``. The episode's reward is the fraction of hidden tests
-that its final submission passes: 1.0 (and the episode ends) as soon as all pass.
+block; it is run against the visible examples and the hidden tests in a clean sandbox, and the
+process that reports the results is not the one that runs it (expected values stay on the host;
+see docs/sandbox.md, "Where grading runs"). If some tests fail, the model sees which visible
+examples failed and may try again until ``max_turns``. The episode's reward is the fraction of
+hidden tests that its final submission passes: 1.0 (and the episode ends) as soon as all pass.
 
 Example:
     >>> import envkit
@@ -18,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import secrets
 from collections.abc import Sequence
@@ -43,6 +45,12 @@ SYSTEM_PROMPT = (
 
 
 @cache
+def _scrubber() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that scrub graded sandboxes between submissions (one process-wide pool)."""
+    return concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="envkit-grader-scrub")
+
+
+@cache
 def _harness_source() -> str:
     return (Path(__file__).parent / "_coding_harness.py").read_text(encoding="utf-8")
 
@@ -63,6 +71,8 @@ class PythonCodingEnv(SandboxedEnv):
 
     canaries = CODING_CANARIES  # known hacks, played by envkit validate (see _canaries.py)
     grader_isolated: ClassVar[bool] = True  # a clean sandbox per submission, a separate reporter
+    _graded = False  # a submission ran in this episode's sandbox: scrub it before the next
+    _scrub: concurrent.futures.Future[bool] | None = None  # that scrub, under way
 
     def golden(self) -> list[Any]:
         """The reference solution in a ```python block (``envkit validate``'s golden path)."""
@@ -89,7 +99,6 @@ class PythonCodingEnv(SandboxedEnv):
             )
         self.test_timeout = test_timeout
         self.total_timeout = total_timeout
-        self._graded = False  # a submission ran in this episode's sandbox: scrub before the next
 
     @property
     def coding_task(self) -> CodingTask:
@@ -167,15 +176,30 @@ class PythonCodingEnv(SandboxedEnv):
     def _clean_sandbox(self) -> Any:
         """This episode's sandbox, scrubbed if a submission was already graded in it."""
         sb = self.sandbox()
-        if not self._graded or sb.reset():
+        if not self._graded:
+            return sb
+        scrub, self._scrub = self._scrub, None
+        try:
+            clean = scrub.result() if scrub is not None else sb.reset()
+        except Exception:
+            clean = False
+        if clean:
             return sb
         # Not clean: a dead sandbox raises its own error here; a live but dirty one is replaced.
         sb.exec(["true"], timeout=30.0)
         self.release_sandbox()
-        self._graded = False
         return self.sandbox()
 
+    def _start_scrub(self) -> None:
+        """Scrubs the graded sandbox in the background while the policy writes its next
+        submission (``_clean_sandbox`` waits for it, or scrubs then if none was started)."""
+        if self._graded and self._scrub is None and self._sandbox is not None:
+            self._scrub = _scrubber().submit(self._sandbox.reset)
+
     def release_sandbox(self) -> None:
+        scrub, self._scrub = self._scrub, None
+        if scrub is not None:  # never hand a sandbox back while it is being scrubbed
+            concurrent.futures.wait([scrub])
         self._graded = False
         super().release_sandbox()
 
@@ -203,6 +227,7 @@ class PythonCodingEnv(SandboxedEnv):
         solved = hidden_ok == len(graded["hidden"]) and visible_ok == len(graded["visible"])
         if solved or last_turn:
             return Feedback(reward=score, done=solved, info=info)
+        self._start_scrub()  # another submission will come: clean the sandbox meanwhile
         return Feedback(
             reward=0.0,
             messages=[{"role": "user", "content": _feedback_text(t, graded, hidden_ok)}],
