@@ -19,7 +19,9 @@ __all__ = ["Check", "determinism", "isolation", "leaks", "reward_range"]
 
 LEAK_RATE = 0.5
 """The reference may appear in the opening prompt of at most this fraction of the seeds: a
-short reference (``"7"``) shows up in some prompts by chance (``What is 7 * 1?``)."""
+short reference (``"7"``) shows up in some prompts by chance (``What is 7 * 1?``). A reference
+that the prompts of tasks with other references show too (an option the task names: "Return
+True ... or False") does not count."""
 TOOL_LEAK_MIN_CHARS = 6
 """In the tool output of the tool-abuse probe (which prints /etc/passwd and directory listings)
 a reference counts as leaked only when it is at least this long: shorter ones appear by chance."""
@@ -120,9 +122,11 @@ def leaks(
             "episode(s) before the agent wrote it: a policy can read the answer off the env",
             later,
         )
-    # The opening prompt: one trajectory per seed (every probe sees the same prompt).
+    # The opening prompt: one trajectory per seed (every probe sees the same prompt). A reference
+    # that the prompts of tasks with other references show too is one of the options the task
+    # names ("Return True ... or False"), not a leak.
     first = next(iter(plain.values()), [])
-    in_prompt = [t for t in first if _leak_in(t)[0]]
+    in_prompt = [t for t in first if _leak_in(t)[0] and not _an_option(t, first)]
     if first and len(in_prompt) / len(first) > LEAK_RATE:
         return _fail(
             name,
@@ -132,6 +136,23 @@ def leaks(
         )
     detail = f"in {len(in_prompt)} prompt(s) by chance" if in_prompt else ""
     return _pass(name, what, detail)
+
+
+def _opening(traj: Trajectory) -> str:
+    out = []
+    for m in traj.messages:
+        if m.role == "assistant":
+            break
+        out.append(m.content or "")
+    return "\n".join(out)
+
+
+def _an_option(traj: Trajectory, others: Sequence[Trajectory]) -> bool:
+    """Whether the prompt of a task with another reference shows ``traj``'s reference too."""
+    pat = _pattern(traj.reference)
+    return pat is not None and any(
+        o.reference != traj.reference and pat.search(_opening(o)) for o in others
+    )
 
 
 def determinism(first: Sequence[Trajectory], again: Sequence[Trajectory] | None) -> Check | None:

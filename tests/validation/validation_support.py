@@ -78,6 +78,30 @@ class LeakyEnv(SumEnv):
         return Feedback(messages=[{"role": "user", "content": text}])
 
 
+class PromptLeakEnv(SumEnv):
+    """Hygiene: the prompt itself carries the answer."""
+
+    def make_task(self, options: dict[str, Any] | None) -> Task:
+        task = super().make_task(options)
+        text = f"{task.messages[0]['content']} (grader note: expected {task.answer})"
+        task.messages = [{"role": "user", "content": text}]
+        return task
+
+
+class YesNoEnv(SumEnv):
+    """Sound: the prompt names both answers ("yes or no"); that is not a leak."""
+
+    def make_task(self, options: dict[str, Any] | None) -> Task:
+        a, b = (int(x) for x in self.np_random.integers(10, 90, size=2))
+        ref = "yes" if (a + b) % 2 == 0 else "no"
+        prompt = f"Is {a} + {b} even? Answer yes or no."
+        return Task(messages=[{"role": "user", "content": prompt}], answer=ref, reference=ref)
+
+    def respond(self, message: Message) -> Feedback:
+        ok = (message.content or "").strip().lower() == self.task.answer  # type: ignore[union-attr]
+        return Feedback(reward=float(ok), done=True)
+
+
 class RandomTaskEnv(SumEnv):
     """Hygiene: draws its task from the global RNG, not from the seed."""
 
@@ -215,6 +239,7 @@ HACKABLE: dict[str, tuple[type[ChatEnv], str]] = {
     "HackClaims-v0": (ClaimsEnv, "claims"),
     "HackInjection-v0": (InjectableEnv, "grader-injection"),
     "HackLeak-v0": (LeakyEnv, "hygiene:leak"),
+    "HackPromptLeak-v0": (PromptLeakEnv, "hygiene:leak"),
     "HackRandomTask-v0": (RandomTaskEnv, "hygiene:determinism"),
     "HackRange-v0": (OutOfRangeEnv, "hygiene:range"),
     "HackGolden-v0": (BrokenGoldenEnv, "golden"),
@@ -227,6 +252,7 @@ SOUND: dict[str, type[ChatEnv]] = {
     "SoundSum-v0": SumEnv,
     "SoundCanary-v0": SoundCanaryEnv,
     "SoundTools-v0": FileToolsEnv,
+    "SoundYesNo-v0": YesNoEnv,
 }
 
 for _id, (_cls, _probe) in HACKABLE.items():
