@@ -3,6 +3,7 @@ against a real FastMCP server over stdio and streamable HTTP."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 
@@ -123,3 +124,37 @@ def test_a_missing_mcp_sdk_says_how_to_install_it(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "mcp", None)
     with pytest.raises(ImportError, match=r'pip install "envkit-rl\[mcp\]"'):
         require_mcp()
+
+
+OWNER = """
+import sys, time
+from envkit.environments.mcp import MCPServer, MCPToolset
+from envkit.tools import ToolBox
+from envkit.types import ToolCall
+
+toolset = MCPToolset(MCPServer(command=[sys.executable, sys.argv[1]], stderr="devnull"))
+toolset.start_episode()
+msgs, _ = ToolBox(toolset.tools).call_sync([ToolCall.create("pid", {}, id="p")])
+print(msgs[0].content, flush=True)
+time.sleep(60)  # killed here: no close(), no atexit
+"""
+
+
+def test_no_orphan_server_when_the_owner_is_killed(tmp_path) -> None:
+    import psutil
+    from mcp_support import SERVER
+
+    owner = tmp_path / "owner.py"
+    owner.write_text(OWNER)
+    proc = subprocess.Popen([sys.executable, str(owner), SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        pid = int(proc.stdout.readline())
+        assert psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10  # its stdin closed with the owner: the server exits
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(pid)
