@@ -30,6 +30,7 @@ from envkit.environments._sandboxed import SandboxedEnv
 from envkit.environments.tool_tasks import TEMPLATES, ToolTask, check_answer
 from envkit.parsing import extract_answer
 from envkit.sandbox.result import ExecResult
+from envkit.sandbox.supervised import SupervisedSandbox
 from envkit.tools import ToolBox, tool
 from envkit.types import Message
 
@@ -214,7 +215,11 @@ class PythonToolsEnv(SandboxedEnv):
         Only its bytes leave: a regular file (the sandbox refuses symlinks, FIFOs and devices),
         at most ``MAX_ARTIFACT_BYTES``. Nothing is run in the sandbox to grade it.
         """
-        data = self.sandbox().read_file(path, timeout=self.tool_timeout)
+        sb = self.sandbox()
+        if isinstance(sb, SupervisedSandbox):  # stops the copy at the limit, in the sandbox
+            data = sb.read_file(path, max_bytes=MAX_ARTIFACT_BYTES, timeout=self.tool_timeout)
+        else:
+            data = sb.read_file(path, timeout=self.tool_timeout)
         if len(data) > MAX_ARTIFACT_BYTES:
             raise OSError(f"it is larger than {MAX_ARTIFACT_BYTES} bytes")
         return data

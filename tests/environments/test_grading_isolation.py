@@ -232,27 +232,33 @@ _REVERSE = (
 
 
 @pytest.mark.parametrize(
-    "tamper",
+    ("tamper", "why"),
     [
         # rewrite the input the answer was computed from, then answer for the rewritten input
-        "printf 'a\\nb\\n' > data/lines.txt && mkdir -p out"
-        " && printf 'b\\na\\n' > out/reversed.txt",
-        # make the file the checker reads point elsewhere
-        "mkdir -p out && ln -s /work/data/lines.txt out/reversed.txt",
-        "mkdir -p out && mkfifo out/reversed.txt",
-        # an artifact far larger than any answer
-        "mkdir -p out && head -c 3000000 /dev/zero | tr '\\0' 'a' > out/reversed.txt",
+        (
+            "printf 'a\\nb\\n' > data/lines.txt && mkdir -p out"
+            " && printf 'b\\na\\n' > out/reversed.txt",
+            "has the wrong content",
+        ),
+        # make the file the checker reads point elsewhere, or block whoever reads it
+        ("mkdir -p out && ln -s /work/data/lines.txt out/reversed.txt", "symlink"),
+        ("mkdir -p out && mkfifo out/reversed.txt", "FIFO"),
+        # an artifact far larger than any answer: not even copied out whole
+        (
+            "mkdir -p out && head -c 3000000 /dev/zero | tr '\\0' 'a' > out/reversed.txt",
+            "larger than",
+        ),
     ],
     ids=["rewrite-input", "symlink", "fifo", "huge"],
 )
 def test_tampering_with_what_the_checker_reads_scores_zero(
-    tools: PythonToolsEnv, tamper: str
+    tools: PythonToolsEnv, tamper: str, why: str
 ) -> None:
     tools.reset(seed=5, options={"template": "reverse_lines"})
     obs, *_ = tools.step(call("run_shell", command=tamper))
     assert _text(obs).startswith("exit code 0"), _text(obs)
     _, reward, terminated, _, info = tools.step(call("submit", 1, answer="done"))
-    assert terminated and reward == 0.0, info
+    assert terminated and reward == 0.0 and why in info["why"], info
 
 
 def test_tool_env_correct_file_earns_full_reward(tools: PythonToolsEnv) -> None:
