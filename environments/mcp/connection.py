@@ -28,6 +28,13 @@ _open: weakref.WeakSet[MCPConnection] = weakref.WeakSet()
 _open_lock = threading.Lock()
 
 
+def describe_error(e: BaseException) -> str:
+    """``Type: message`` of ``e``, or of the first real error inside anyio's exception groups."""
+    while isinstance(getattr(e, "exceptions", None), tuple) and e.exceptions:  # type: ignore[attr-defined]
+        e = e.exceptions[0]  # type: ignore[attr-defined]
+    return f"{type(e).__name__}: {e}"
+
+
 class ServerGone(RuntimeError):
     """The server closed the connection (it crashed or exited) or could not be started."""
 
@@ -108,7 +115,7 @@ class MCPConnection:
                 self.error = (
                     f"did not start within {timeout} s"
                     if isinstance(e, (TimeoutError, asyncio.TimeoutError))
-                    else f"{type(e).__name__}: {e}"
+                    else describe_error(e)
                 )
                 if isinstance(e, asyncio.CancelledError):
                     raise
@@ -156,12 +163,12 @@ class MCPConnection:
                 raise ServerGone(self.error) from None
             raise
         except (OSError, EOFError) as e:
-            self._mark_dead(f"{type(e).__name__}: {e}")
+            self._mark_dead(describe_error(e))
             raise ServerGone(self.error) from e
         except Exception as e:
             # Transport failures surface as anyio stream errors or httpx errors.
             if type(e).__module__.split(".")[0] in {"anyio", "httpx", "httpx2", "httpcore"}:
-                self._mark_dead(f"{type(e).__name__}: {e}")
+                self._mark_dead(describe_error(e))
                 raise ServerGone(self.error) from e
             raise
 

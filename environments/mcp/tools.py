@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envkit.environments.mcp import _loop
-from envkit.environments.mcp.connection import MCPConnection, ServerGone
+from envkit.environments.mcp.connection import MCPConnection, ServerGone, describe_error
 from envkit.environments.mcp.server import MCPServer
 from envkit.errors import InfraError
 from envkit.tools import Tool
@@ -192,7 +192,7 @@ def _list_tools(
         ) from e
     except Exception as e:
         raise ConnectionError(
-            f"could not list the tools of MCP server {server.label!r}: {type(e).__name__}: {e}"
+            f"could not list the tools of MCP server {server.label!r}: {describe_error(e)}"
         ) from e
     infos = [
         ToolInfo(

@@ -95,6 +95,8 @@ def test_a_server_crashing_mid_call_is_a_tool_message_and_leaves_no_process() ->
 def test_a_server_that_does_not_start_is_a_clear_error_and_leaves_no_process(tmp_path) -> None:
     with pytest.raises(ConnectionError, match="could not list the tools of MCP server"):
         MCPToolset(MCPServer(command="envkit-no-such-mcp-server --x", connect_timeout=5))
+    with pytest.raises(ConnectionError, match="ConnectError: All connection attempts failed"):
+        MCPToolset(MCPServer(url="http://127.0.0.1:9/mcp", connect_timeout=5))
     garbage = tmp_path / "not_mcp.py"  # answers the handshake with something that is not JSON
     garbage.write_text("import sys; print('hello, not json'); sys.stdout.flush(); input()\n")
     with pytest.raises(ConnectionError, match=r"not_mcp\.py"):
