@@ -1,4 +1,4 @@
-"""``--import MODULE``: envs registered in a user's module are visible to every env-taking command."""
+"""``--import MODULE``: envs registered in a user's module are seen by env-taking commands."""
 
 from __future__ import annotations
 
