@@ -85,7 +85,7 @@ def test_a_server_crashing_mid_call_is_a_tool_message_and_leaves_no_process() ->
         assert _call(box, "incr", {}) == "1"
         start = time.monotonic()
         text = _call(box, "crash", {})
-        assert time.monotonic() - start < 3.0  # not the call timeout: the crash is seen at once
+        assert time.monotonic() - start < 4.0  # not the 5 s call timeout: the crash is seen at once
         assert text.startswith("Error: crash raised MCPServerCrashed: the MCP server")
         assert "crashed or exited" in text and "state is lost" in text
         assert "state is lost" in _call(box, "incr", {})  # later calls say so too
