@@ -6,10 +6,13 @@ a command, or run from a local Docker image; ``register_openenv`` puts one under
 ``--import``) can use it. The client side needs only ``websockets`` (an envkit dependency);
 serving envkit envs to OpenEnv clients is ``envkit.serving.openenv_server``.
 
-Example:
-    >>> from envkit.environments.openenv import register_openenv
-    >>> register_openenv("MyOpenEnvGame-v0", url="http://127.0.0.1:8000")
-    'envkit/MyOpenEnvGame-v0'
+Example::
+
+    import envkit
+    from envkit.environments.openenv import register_openenv
+
+    register_openenv("MyGame-v0", url="http://127.0.0.1:8000", max_turns=8)
+    env = envkit.make("MyGame-v0")
 """
 
 from __future__ import annotations

@@ -6,11 +6,14 @@ OpenEnv session (the server builds a fresh environment for it); rewards and ``do
 environment's own. A server that dies, stops answering or refuses the session ends the episode
 as ``infra_error`` (``envkit.errors.InfraError``).
 
-Example:
-    >>> from envkit.environments.openenv import OpenEnvChatEnv
-    >>> env = OpenEnvChatEnv.from_url("http://127.0.0.1:8000")  # doctest: +SKIP
-    >>> obs, info = env.reset(seed=0)  # doctest: +SKIP
-    >>> obs, reward, terminated, truncated, info = env.step("50")  # doctest: +SKIP
+Example (with a server running on port 8000)::
+
+    from envkit.environments.openenv import OpenEnvChatEnv
+
+    env = OpenEnvChatEnv.from_url("http://127.0.0.1:8000")
+    obs, info = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step("50")
+    env.close()
 """
 
 from __future__ import annotations

@@ -17,10 +17,13 @@ The typed messages:
 
 Reset takes ``seed``, ``episode_id`` and ``options`` (the env's reset options).
 
-Example:
-    >>> from envkit.serving.openenv_server import build_app  # doctest: +SKIP
-    >>> app = build_app("GuessNumber-v0", max_sessions=4)  # doctest: +SKIP
-    >>> # uvicorn.run(app, port=8000); then openenv's GenericEnvClient(base_url=...)
+Example::
+
+    import uvicorn
+    from envkit.serving.openenv_server import build_app
+
+    uvicorn.run(build_app("GuessNumber-v0", max_sessions=4), port=8000)
+    # then: openenv.core.generic_client.GenericEnvClient(base_url="http://127.0.0.1:8000")
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ except ImportError as e:  # pragma: no cover - depends on the install
         'envkit.serving.openenv_server needs openenv-core: pip install "envkit-rl[openenv]"'
     ) from e
 
-import envkit
+import contextlib
+
 from envkit.env import ChatEnv
 from envkit.errors import EnvkitError
+from envkit.registration import full_id, make_chat_env, spec
 
 __all__ = ["ChatAction", "ChatObservation", "ChatState", "EnvkitEnvironment", "build_app"]
 
@@ -106,7 +111,7 @@ class EnvkitEnvironment(Environment[ChatAction, ChatObservation, ChatState]):
     def env(self) -> ChatEnv:
         """The session's env, made on first use."""
         if self._env is None:
-            self._env = envkit.make_chat_env(self.env_id, **self.env_kwargs)
+            self._env = make_chat_env(self.env_id, **self.env_kwargs)
         return self._env
 
     def _observation(
@@ -169,9 +174,7 @@ class EnvkitEnvironment(Environment[ChatAction, ChatObservation, ChatState]):
 
     def get_metadata(self) -> EnvironmentMetadata:
         return EnvironmentMetadata(
-            name=self.env_id,
-            description=f"envkit env {self.env_id} served over OpenEnv",
-            version=envkit.__version__ if hasattr(envkit, "__version__") else None,
+            name=self.env_id, description=f"envkit env {self.env_id} served over OpenEnv"
         )
 
     def close(self) -> None:
@@ -179,6 +182,24 @@ class EnvkitEnvironment(Environment[ChatAction, ChatObservation, ChatState]):
         env, self._env = self._env, None
         if env is not None:
             env.close()
+
+
+class _QuietDisconnect:
+    """ASGI middleware: openenv's ``/ws`` handler closes, in its ``finally``, a socket whose
+    client already left, and the ``WebSocketDisconnect`` that raises is logged as an error of the
+    app. The session was destroyed before that; the error is noise and is dropped here."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "websocket":
+            await self.app(scope, receive, send)
+            return
+        from starlette.websockets import WebSocketDisconnect
+
+        with contextlib.suppress(WebSocketDisconnect):
+            await self.app(scope, receive, send)
 
 
 def build_app(
@@ -201,8 +222,10 @@ def build_app(
     """
     from openenv.core.env_server.types import ConcurrencyConfig
 
-    fid = envkit.registration.full_id(env_id)
-    envkit.spec(fid)  # unknown ids fail here, not in every session
+    fid = full_id(env_id)
+    spec(fid)  # unknown ids fail here, not in every session
     factory = functools.partial(EnvkitEnvironment, fid, dict(env_kwargs or {}))
     config = ConcurrencyConfig(max_concurrent_envs=max_sessions, session_timeout=session_timeout)
-    return create_app(factory, ChatAction, ChatObservation, env_name=fid, concurrency_config=config)
+    app = create_app(factory, ChatAction, ChatObservation, env_name=fid, concurrency_config=config)
+    app.add_middleware(_QuietDisconnect)
+    return app

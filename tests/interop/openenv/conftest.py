@@ -111,10 +111,58 @@ def _start_serve_env() -> None:
         _early["error"] = e
 
 
+def _start_image() -> None:
+    from envkit.environments.openenv import OpenEnvChatEnv
+
+    try:
+        from openenv_image import ensure_image
+
+        _early["image"] = ensure_image()
+        _early["image_env"] = OpenEnvChatEnv.from_image(
+            _early["image"], max_turns=8, timeout=10, startup_timeout=180
+        )
+    except BaseException as e:  # reported by the fixture
+        _early["image_error"] = e
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if any("serve_env_cli" in getattr(item, "fixturenames", ()) for item in items):
+    def wanted(fixture: str) -> bool:
+        return any(fixture in getattr(item, "fixturenames", ()) for item in items)
+
+    if wanted("serve_env_cli"):
         _early["thread"] = threading.Thread(target=_start_serve_env, daemon=True)
         _early["thread"].start()
+    if wanted("image_env") and _docker_ok():
+        _early["image_thread"] = threading.Thread(target=_start_image, daemon=True)
+        _early["image_thread"].start()
+
+
+def _docker_ok() -> bool:
+    try:
+        ok = (
+            subprocess.run(
+                ["docker", "image", "inspect", "envkit-sandbox:latest"],
+                capture_output=True,
+                timeout=20,
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return ok
+
+
+@pytest.fixture(scope="session")
+def image_env() -> Iterator[Any]:
+    """An ``OpenEnvChatEnv`` on a container of the guess game's image (built offline)."""
+    if "image_thread" not in _early:
+        pytest.skip("needs the Docker daemon and envkit-sandbox:latest")
+    _early["image_thread"].join(600)
+    if "image_error" in _early:
+        raise _early["image_error"]
+    env = _early["image_env"]
+    yield env
+    env.close()
 
 
 @pytest.fixture(scope="session")
