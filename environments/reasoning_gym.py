@@ -141,8 +141,22 @@ def _submitted(text: str | None) -> str | None:
     return extract_answer(text)
 
 
+_EXACT = frozenset({"game_of_life_halting"})
+"""Datasets whose own ``score_answer`` pays any non-empty answer (reasoning-gym compares
+``bool(answer)`` with ``bool("False")``; found by ``envkit validate``): their answer is compared
+with the reference instead, case- and space-insensitively."""
+
+
 def _score(dataset: Any, answer: str | None, entry: dict[str, Any]) -> float:
-    value = float(dataset.score_answer(answer, entry))
+    if (entry.get("metadata") or {}).get("source_dataset") in _EXACT:
+        expected = str(entry.get("answer", "")).strip().lower()
+        return float(answer is not None and answer.strip().lower() == expected)
+    try:
+        value = float(dataset.score_answer(answer, entry))
+    except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError):
+        # reasoning-gym's scorers parse answers and some raise on malformed ones
+        # (prime_factorization: int("E")): a malformed answer is a wrong one, not a crash.
+        return 0.0
     if not math.isfinite(value):
         raise ValueError(f"reasoning-gym's score_answer returned {value}")
     return value

@@ -18,10 +18,10 @@ from envkit.validation.report import Finding, ProbeResult
 __all__ = ["Check", "determinism", "isolation", "leaks", "reward_range"]
 
 LEAK_RATE = 0.5
-"""The reference may appear in the opening prompt of at most this fraction of the seeds: a
-short reference (``"7"``) shows up in some prompts by chance (``What is 7 * 1?``). A reference
-that the prompts of tasks with other references show too (an option the task names: "Return
-True ... or False") does not count."""
+"""Above this fraction of the seeds, a reference in the opening prompt is reported as "a
+retrieval task, or a leak" (below it, as chance: ``"7"`` in ``What is 7 * 1?``). A reference that
+the prompts of tasks with other references show too (an option the task names: "Return True
+... or False") does not count."""
 TOOL_LEAK_MIN_CHARS = 6
 """In the tool output of the tool-abuse probe (which prints /etc/passwd and directory listings)
 a reference counts as leaked only when it is at least this long: shorter ones appear by chance."""
@@ -127,14 +127,16 @@ def leaks(
     # names ("Return True ... or False"), not a leak.
     first = next(iter(plain.values()), [])
     in_prompt = [t for t in first if _leak_in(t)[0] and not _an_option(t, first)]
-    if first and len(in_prompt) / len(first) > LEAK_RATE:
-        return _fail(
-            name,
-            what,
-            f"the reference is in the opening prompt of {len(in_prompt)} of {len(first)} seeds",
-            in_prompt,
+    # In the prompt it is reported, not a finding: a retrieval task (find the name in the text)
+    # shows its answer by design; when a policy can read it off, the echo and numbers probes
+    # earn reward and are the findings.
+    detail = ""
+    if in_prompt:
+        many = len(in_prompt) / len(first) > LEAK_RATE
+        detail = (
+            f"the reference is in the opening prompt of {len(in_prompt)} of {len(first)} seeds"
+            + (": a retrieval task, or a leak" if many else " (by chance)")
         )
-    detail = f"in {len(in_prompt)} prompt(s) by chance" if in_prompt else ""
     return _pass(name, what, detail)
 
 

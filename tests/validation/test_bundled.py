@@ -20,7 +20,15 @@ FAST: dict[str, dict[str, Any]] = {
 }
 """Env kwargs that keep the validation fast (the reward logic is unchanged)."""
 
-RG_IDS = ["rg-basic_arithmetic-v0", "rg-chain_sum-v0", "rg-leg_counting-v0", "rg-word_sorting-v0"]
+RG_IDS = [
+    "rg-basic_arithmetic-v0",
+    "rg-chain_sum-v0",
+    "rg-leg_counting-v0",
+    "rg-word_sorting-v0",
+    # found by validate: reasoning-gym's scorer paid any non-empty answer / raised on malformed
+    "rg-game_of_life_halting-v0",
+    "rg-prime_factorization-v0",
+]
 
 
 def _sandboxed(env_id: str) -> bool:

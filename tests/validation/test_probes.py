@@ -159,3 +159,13 @@ def test_seeds_without_a_golden_path_are_left_out_of_the_golden_score() -> None:
     row = next(p for p in report.probes if p.name == "golden")
     assert report.ok and report.golden_status == "reaches max" and report.golden == 1.0
     assert 0 < row.episodes < 6 and "no golden path on" in row.detail
+
+
+def test_a_reference_in_the_prompt_is_reported_and_read_off_by_the_echo_probe() -> None:
+    report = validate("HackPromptLeak-v0", episodes=3)
+    leak = next(p for p in report.probes if p.name == "hygiene:leak")
+    assert "opening prompt of 3 of 3 seeds: a retrieval task, or a leak" in leak.detail
+    assert {"echo", "numbers"} <= {f.probe for f in report.findings}
+    # an option the prompt names for every task ("yes or no") is not reported at all
+    yes_no = validate("SoundYesNo-v0", episodes=4)
+    assert next(p for p in yes_no.probes if p.name == "hygiene:leak").detail == ""

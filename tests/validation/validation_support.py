@@ -239,7 +239,7 @@ HACKABLE: dict[str, tuple[type[ChatEnv], str]] = {
     "HackClaims-v0": (ClaimsEnv, "claims"),
     "HackInjection-v0": (InjectableEnv, "grader-injection"),
     "HackLeak-v0": (LeakyEnv, "hygiene:leak"),
-    "HackPromptLeak-v0": (PromptLeakEnv, "hygiene:leak"),
+    "HackPromptLeak-v0": (PromptLeakEnv, "echo"),
     "HackRandomTask-v0": (RandomTaskEnv, "hygiene:determinism"),
     "HackRange-v0": (OutOfRangeEnv, "hygiene:range"),
     "HackGolden-v0": (BrokenGoldenEnv, "golden"),
