@@ -225,9 +225,12 @@ async def avalidate(
         if no_golden:
             r.detail += f" (no golden path on {len(no_golden)} of {len(gtrajs)} seeds)"
     if floor is not None and floor >= hi - EPS:
+        for r in rows:
+            if r.kind == "floor":
+                r.status, r.detail = "finding", f"earns the maximum {hi:g}"
         findings.append(
             Finding(
-                probe="floor",
+                probe=floor_names[0],
                 kind="floor",
                 message=f"an empty reply earns the maximum reward {hi:g}: the reward does not "
                 "separate solving from not answering",

@@ -22,7 +22,9 @@ def test_the_probe_of_its_kind_catches_the_hackable_env(env_id: str) -> None:
     row = next(p for p in report.probes if p.name == probe)
     assert row.status == "finding"
     finding = caught[probe]
-    if probe.startswith("hygiene:") or probe == "golden":
+    if probe == "hygiene:isolation":  # a declaration of the class: no episode shows it
+        assert "grader_isolated" in finding.message
+    elif probe.startswith("hygiene:") or probe in ("golden", "null"):
         assert finding.trajectories  # the evidence travels with the finding
     else:  # a panel probe or canary: its trajectories earned more than the floor
         assert finding.trajectories

@@ -11,6 +11,7 @@ from typing import Any
 
 from envkit import ChatEnv, Feedback, Task, ToolBox, register, tool
 from envkit.canary import Canary, tool_call_turn
+from envkit.environments import SandboxedEnv
 from envkit.parsing import extract_answer, last_integer
 from envkit.types import Message
 
@@ -100,6 +101,30 @@ class YesNoEnv(SumEnv):
     def respond(self, message: Message) -> Feedback:
         ok = (message.content or "").strip().lower() == self.task.answer  # type: ignore[union-attr]
         return Feedback(reward=float(ok), done=True)
+
+
+class FreeRewardEnv(SumEnv):
+    """Floor: every reply earns the maximum."""
+
+    def respond(self, message: Message) -> Feedback:
+        return Feedback(reward=1.0, done=True)
+
+
+class SandboxGradedEnv(SandboxedEnv):
+    """Isolation: a sandboxed env that does not declare where it grades (``grader_isolated``).
+
+    Its episodes never touch the sandbox, so it runs without Docker."""
+
+    step_in_thread = False
+    make_task = SumEnv.make_task
+    correct = SumEnv.correct
+    respond = SumEnv.respond
+
+
+class IsolatedGraderEnv(SandboxGradedEnv):
+    """Isolation, sound: declares that it grades outside the agent's sandbox."""
+
+    grader_isolated = True
 
 
 class RandomTaskEnv(SumEnv):
@@ -240,6 +265,8 @@ HACKABLE: dict[str, tuple[type[ChatEnv], str]] = {
     "HackInjection-v0": (InjectableEnv, "grader-injection"),
     "HackLeak-v0": (LeakyEnv, "hygiene:leak"),
     "HackPromptLeak-v0": (PromptLeakEnv, "echo"),
+    "HackFreeReward-v0": (FreeRewardEnv, "null"),
+    "HackSandboxGrader-v0": (SandboxGradedEnv, "hygiene:isolation"),
     "HackRandomTask-v0": (RandomTaskEnv, "hygiene:determinism"),
     "HackRange-v0": (OutOfRangeEnv, "hygiene:range"),
     "HackGolden-v0": (BrokenGoldenEnv, "golden"),
@@ -253,6 +280,7 @@ SOUND: dict[str, type[ChatEnv]] = {
     "SoundCanary-v0": SoundCanaryEnv,
     "SoundTools-v0": FileToolsEnv,
     "SoundYesNo-v0": YesNoEnv,
+    "SoundIsolated-v0": IsolatedGraderEnv,
 }
 
 for _id, (_cls, _probe) in HACKABLE.items():
