@@ -1,13 +1,32 @@
 """``code_tests``: the fraction of unit tests the model's code passes, run in an envkit sandbox.
 
 The code is the final response's last Python code block, or the whole response when it is bare
-Python code (``envkit.parsing.extract_code``); a response without code scores 0.0. It is
-written to ``solution.py`` in a fresh directory of the sandbox, and each test (a Python snippet
-such as ``assert add(2, 3) == 5``) runs in its own process after
-``from solution import *``. A test passes when its process exits 0 *and* prints a random nonce
-after the test, so a solution that exits early (``os._exit(0)`` at import) passes nothing.
-This is a guard against cheap exit-code forgery, not a proof against code written to defeat this
-checker; pair it with a judge whose rubric names reward hacking.
+Python code (``envkit.parsing.extract_code``); a response without code scores 0.0. Tests come in
+two forms, which may be mixed:
+
+* **structured** (recommended; sound): ``{"call": "add", "args": [2, 3], "expected": 5}`` (a
+  dict or a ``CodeTest``; ``kwargs`` too). Each test loads a fresh copy of the code in a process
+  with ``/dev/null`` for its stdio, calls the function and sends back the return value, which
+  must be plain JSON data (``None``, bool, int, finite float, str, list/tuple, dict with str
+  keys: an object with a rigged ``__eq__`` is refused). The comparison with ``expected``
+  happens on the host (booleans strictly, floats with a relative tolerance of 1e-6), so the
+  expected values never enter the sandbox, and the process that reports the values is one the
+  code cannot reach (non-dumpable, see ``_code_calls.py``). Printing, exiting, forging report
+  lines, signalling the grader or tampering with files earns nothing: only returning the right
+  values does.
+* **assert snippets** (kept for compatibility; *not* a security boundary): a Python snippet such
+  as ``assert add(2, 3) == 5``, run in its own process after ``from solution import *``, in a
+  fresh directory, passing when the process exits 0 and prints a nonce it reads from a pipe
+  after the snippet. The runner is non-dumpable (no forged result lines through
+  ``/proc/<ppid>/fd``) and kills whatever a test started, so ``os._exit(0)`` at import and
+  tampering with the runner or with later tests gain nothing. But the code runs *in the same
+  process as the assert*, so code written to defeat the check always can: return an object whose
+  ``__eq__`` is always true, read the nonce's pipe and print it, trace and skip the assert. Use
+  the structured form whenever the code is written by a policy under RL pressure.
+
+Pass a ``SandboxPool`` or nothing (a fresh ``DockerSandbox`` per call) for untrusted code: a
+``Sandbox`` bound and shared by concurrent calls is shared by their test processes too (one could
+kill another's).
 
 Example:
     >>> from envkit.rewards import get
@@ -15,8 +34,9 @@ Example:
     >>> from envkit.types import Trajectory
     >>> reply = "```python\\ndef add(a, b):\\n    return a + b\\n```"
     >>> trajectory = Trajectory(env_id="e", messages=[{"role": "assistant", "content": reply}])
+    >>> tests = [{"call": "add", "args": [2, 3], "expected": 5}, "assert add(1, 1) == 2"]
     >>> with DockerSandbox() as sb:
-    ...     r = get("code_tests").bind(sandbox=sb, tests=["assert add(2, 3) == 5"])
+    ...     r = get("code_tests").bind(sandbox=sb, tests=tests)
     ...     r.score_trajectory_sync(trajectory)
     1.0
 """
@@ -24,41 +44,188 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from envkit.parsing import extract_code, final_response
 from envkit.rewards.registry import reward
+from envkit.sandbox.errors import SandboxError
 from envkit.types import Trajectory
 
-__all__ = ["code_tests"]
+__all__ = ["CodeTest", "code_tests", "values_equal"]
 
-_RUNNER = r"""
-import json, os, subprocess, sys
-with open(sys.argv[1]) as f:
-    spec = json.load(f)
-os.remove(sys.argv[1])
-for i, test in enumerate(spec["tests"]):
-    script = "from solution import *\n" + test + "\nprint(" + repr(spec["nonce"]) + ")\n"
-    try:
-        p = subprocess.run([sys.executable, "-c", script], cwd=spec["dir"], capture_output=True,
-                           text=True, timeout=spec["timeout"])
-        lines = p.stdout.strip().splitlines()
-        ok = p.returncode == 0 and lines[-1:] == [spec["nonce"]]
-        tail = p.stderr.strip().splitlines() or ["exit status %d" % p.returncode]
-        err = "" if ok else tail[-1]
-    except subprocess.TimeoutExpired:
-        ok, err = False, "timed out"
-    print(json.dumps({"i": i, "ok": ok, "error": err[-300:]}), flush=True)
-"""
+_CALLS_STARTED = "envkit-code-calls-started"
+_SNIPPETS_STARTED = "envkit-code-snippets-started"
+
+
+class CodeTest(BaseModel):
+    """One structured test: ``call(*args, **kwargs)`` must return ``expected`` (JSON data).
+
+    Example:
+        >>> CodeTest(call="add", args=(2, 3), expected=5)
+        CodeTest(call='add', args=[2, 3], kwargs={}, expected=5)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    call: str
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    expected: Any
+
+    @field_validator("call")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not v.isidentifier():
+            raise ValueError(f"call must be the name of a function, got {v!r}")
+        return v
+
+    @field_validator("args", "kwargs", "expected")
+    @classmethod
+    def _json(cls, v: Any) -> Any:
+        try:
+            return json.loads(json.dumps(v, allow_nan=False))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"must be plain JSON data (finite numbers, str keys): {e}") from e
+
+
+def values_equal(got: Any, expected: Any) -> bool:
+    """Compares JSON values: floats with a relative tolerance of 1e-6, booleans strictly.
+
+    Example:
+        >>> values_equal([1, 0.1 + 0.2], [1, 0.3]), values_equal(True, 1), values_equal(2.0, 2)
+        (True, False, True)
+    """
+    if isinstance(expected, bool) or isinstance(got, bool):
+        return type(got) is type(expected) and got == expected
+    if isinstance(expected, float) or (isinstance(got, float) and isinstance(expected, int)):
+        return isinstance(got, (int, float)) and math.isclose(
+            got, expected, rel_tol=1e-6, abs_tol=1e-9
+        )
+    if isinstance(expected, list):
+        return (
+            isinstance(got, list)
+            and len(got) == len(expected)
+            and all(values_equal(g, e) for g, e in zip(got, expected, strict=True))
+        )
+    if isinstance(expected, dict):
+        return (
+            isinstance(got, dict)
+            and got.keys() == expected.keys()
+            and all(values_equal(got[k], expected[k]) for k in expected)
+        )
+    return type(got) is type(expected) and got == expected
+
+
+@cache
+def _source(name: str) -> str:
+    return (Path(__file__).parent / name).read_text(encoding="utf-8")
+
+
+def _frame(obj: Any) -> bytes:
+    data = json.dumps(obj).encode()
+    return len(data).to_bytes(4, "big") + data
+
+
+def _parse_tests(tests: Any) -> list[str | CodeTest]:
+    if not tests or isinstance(tests, (str, Mapping)) or not isinstance(tests, Sequence):
+        raise ValueError(
+            "code_tests needs a list of test snippets or structured tests: bind tests=[...] "
+            "or put them in info['tests'], e.g. [{'call': 'add', 'args': [2, 3], 'expected': 5}]"
+        )
+    out: list[str | CodeTest] = []
+    for i, t in enumerate(tests):
+        if isinstance(t, (str, CodeTest)):
+            out.append(t)
+            continue
+        if not isinstance(t, Mapping):
+            raise ValueError(
+                f"test {i} is a {type(t).__name__}: give a snippet (str), a CodeTest or a dict "
+                "like {'call': 'add', 'args': [2, 3], 'expected': 5}"
+            )
+        try:
+            out.append(CodeTest.model_validate(dict(t)))
+        except ValidationError as e:
+            raise ValueError(f"test {i} is not a valid structured test: {e}") from e
+    return out
+
+
+async def _run_calls(sb: Any, code: str, tests: list[CodeTest], timeout_s: float) -> list[bool]:
+    """Pass/fail per structured test; expected values stay here."""
+    marker = f"@@envkit-{secrets.token_hex(16)}@@"
+    header = {"code": code, "test_timeout": timeout_s, "total_timeout": timeout_s * len(tests)}
+    frames = [header, *({"call": t.call, "args": t.args, "kwargs": t.kwargs} for t in tests)]
+    payload = b"".join(_frame(f) for f in [*frames, {"marker": marker}])
+    result = await sb.aexec(
+        ["python3", "-I", "-S", "-c", _source("_code_calls.py")],
+        stdin=payload,
+        timeout=timeout_s * len(tests) + 2 * timeout_s + 10,
+    )
+    lines = result.stdout.splitlines()
+    if _CALLS_STARTED not in lines:  # nothing the code does can hide this line (it runs after)
+        raise RuntimeError(
+            f"the test grader failed in the sandbox: {result.describe()}: {result.stderr[-300:]}"
+        )
+    report = None
+    for line in reversed(lines):
+        if line.startswith(marker):
+            try:
+                report = json.loads(line[len(marker) :])
+            except ValueError:
+                report = None
+            break
+    if isinstance(report, dict) and isinstance(report.get("fatal"), str):
+        raise SandboxError(f"the code_tests grader refused to run: {report['fatal']}")
+    results = report.get("results") if isinstance(report, dict) else None
+    if not isinstance(results, list):
+        # The grader started but did not report: the code killed or stopped it. Nothing passed.
+        return [False] * len(tests)
+    passed = []
+    for i, t in enumerate(tests):
+        res = results[i] if i < len(results) else None
+        ok = isinstance(res, dict) and set(res) == {"value"}
+        passed.append(ok and values_equal(res["value"], t.expected))
+    return passed
+
+
+async def _run_snippets(sb: Any, code: str, tests: list[str], timeout_s: float) -> list[bool]:
+    """Pass/fail per assert snippet (see the module docstring for what this cannot prevent)."""
+    nonce = secrets.token_hex(16)
+    spec = {"code": code, "tests": tests, "nonce": nonce, "timeout": timeout_s}
+    result = await sb.aexec(
+        ["python3", "-I", "-S", "-c", _source("_code_snippets.py")],
+        stdin=json.dumps(spec),
+        timeout=(timeout_s + 1) * len(tests) + 10,
+    )
+    lines = result.stdout.splitlines()
+    if _SNIPPETS_STARTED not in lines:
+        raise RuntimeError(
+            f"the test runner failed in the sandbox: {result.describe()}: {result.stderr[-300:]}"
+        )
+    passed: dict[int, bool] = {}
+    for line in lines[lines.index(_SNIPPETS_STARTED) + 1 :]:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("fatal"), str):
+            raise SandboxError(f"the code_tests runner refused to run: {row['fatal']}")
+        if isinstance(row, dict) and isinstance(row.get("i"), int) and row["i"] not in passed:
+            passed[row["i"]] = row.get("ok") is True
+    return [passed.get(i, False) for i in range(len(tests))]
 
 
 @reward(name="code_tests")
 async def code_tests(
     trajectory: Trajectory,
-    tests: Sequence[str] | None = None,
+    tests: Sequence[str | CodeTest | Mapping[str, Any]] | None = None,
     *,
     sandbox: Any = None,
     timeout_s: float = 10.0,
@@ -67,27 +234,25 @@ async def code_tests(
 
     Args:
         trajectory: The episode.
-        tests: Python snippets run after ``from solution import *`` (bound, or from
-            ``info["tests"]``).
+        tests: Structured tests (``{"call", "args", "kwargs", "expected"}`` dicts or
+            ``CodeTest``: sound, recommended) and/or assert snippets run after
+            ``from solution import *`` (not proof against code written to defeat them); bound,
+            or from ``info["tests"]``.
         sandbox: An envkit ``Sandbox`` (not closed), a ``SandboxPool`` (a sandbox is acquired
             per call), or ``None`` to start a ``DockerSandbox`` for this call.
         timeout_s: Seconds per test.
 
     Raises:
-        ValueError: no tests.
+        ValueError: no tests, or a malformed one.
         envkit.sandbox.SandboxError: the sandbox failed (recorded as an error, not a 0).
     """
-    if not tests or isinstance(tests, str):
-        raise ValueError(
-            "code_tests needs a list of test snippets: bind tests=[...] or put them in "
-            "info['tests']"
-        )
+    parsed = _parse_tests(tests)
     code = extract_code(final_response(trajectory))
     if code is None:
         return 0.0  # no code passes no test
-    nonce = secrets.token_hex(16)
-    workdir = f"envkit_check_{secrets.token_hex(6)}"
-    spec = {"tests": list(tests), "nonce": nonce, "dir": workdir, "timeout": timeout_s}
+    calls = [t for t in parsed if isinstance(t, CodeTest)]
+    snippets = [t for t in parsed if isinstance(t, str)]
+    passed: list[bool] = []
     async with AsyncExitStack() as stack:
         if sandbox is None:
             from envkit._async import to_thread
@@ -99,27 +264,8 @@ async def code_tests(
             sb = await stack.enter_async_context(sandbox.acquire())
         else:
             sb = sandbox
-        await sb.awrite_files(
-            {
-                f"{workdir}/solution.py": code,
-                f"{workdir}/runner.py": _RUNNER,
-                f"{workdir}/spec.json": json.dumps(spec),
-            }
-        )
-        result = await sb.aexec(
-            ["python3", f"{workdir}/runner.py", f"{workdir}/spec.json"],
-            timeout=timeout_s * len(tests) + 10,
-        )
-        await sb.aexec(["rm", "-rf", workdir], timeout=10)
-    passed: dict[int, bool] = {}
-    for line in result.stdout.splitlines():
-        try:
-            row = json.loads(line)
-            passed[int(row["i"])] = bool(row["ok"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    if not passed and not result.ok:
-        raise RuntimeError(
-            f"the test runner failed in the sandbox: {result.describe()}: {result.stderr[-300:]}"
-        )
-    return sum(passed.values()) / len(tests)
+        if calls:
+            passed += await _run_calls(sb, code, calls, timeout_s)
+        if snippets:
+            passed += await _run_snippets(sb, code, snippets, timeout_s)
+    return sum(passed) / len(parsed)
