@@ -171,3 +171,17 @@ def test_a_reference_in_the_prompt_is_reported_and_read_off_by_the_echo_probe() 
     # an option the prompt names for every task ("yes or no") is not reported at all
     yes_no = validate("SoundYesNo-v0", episodes=4)
     assert next(p for p in yes_no.probes if p.name == "hygiene:leak").detail == ""
+
+
+def test_an_agent_env_is_refused_with_the_reason() -> None:
+    from envkit.environments.agent import register_agent
+
+    register_agent(
+        "TestValidateAgent-v0",
+        agent="envkit.environments.agent:_echo_agent",
+        tasks=[{"prompt": "Say hi."}],
+        reward=lambda t: 1.0,
+        override=True,
+    )
+    with pytest.raises(ValueError, match="is an AgentEnv"):
+        validate("TestValidateAgent-v0", episodes=1)
