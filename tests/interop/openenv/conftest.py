@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,29 +22,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-
-class ThreadServer:
-    """A uvicorn server of ``app`` on a free 127.0.0.1 port, in a daemon thread."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        from envkit.environments.openenv._servers import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+from openenv_support import ThreadServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -66,18 +43,6 @@ def calc_server() -> Iterator[str]:
     s = ThreadServer(calc_app)
     yield s.url
     s.stop()
-
-
-def processes_of(pattern: str) -> list[str]:
-    """Command lines of this machine's processes that contain ``pattern``."""
-    out = subprocess.run(["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if pattern in line and "ps -eww" not in line]
-
-
-def children_of(pid: int) -> list[int]:
-    """The pids of ``pid``'s child processes."""
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    return [int(x) for x in out.stdout.split()]
 
 
 # `envkit serve-env` as a process takes ~20 s to start here (openenv imports gradio): it starts

@@ -40,9 +40,10 @@ def _site_tops() -> list[str]:
 
 
 def image_tag() -> str:
-    versions = sorted(
-        f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()
-    )
+    """``envkit-openenv-test-guess:<hash of the copied packages' versions and the game>``."""
+    owners = importlib.metadata.packages_distributions()
+    dists = sorted({d for top in _site_tops() for d in owners.get(top.removesuffix(".py"), [])})
+    versions = [f"{d}=={importlib.metadata.version(d)}" for d in dists]
     digest = hashlib.sha256()
     digest.update("\n".join(versions).encode())
     digest.update((HERE / "openenv_games.py").read_bytes())

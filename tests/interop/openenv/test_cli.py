@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,34 +48,31 @@ def test_one_train_step_and_eval_on_tiny_random(registered: None, tmp_path: Path
 
     threads = torch.get_num_threads()
     out = tmp_path / "run"
+    args = [
+        "train",
+        "OpenEnvGuessCli-v0",
+        "--import",
+        REGISTRY,
+        "--model",
+        "tiny-random",
+        "--steps",
+        "1",
+        "--out",
+        str(out),
+        "--group-size",
+        "2",
+        "--groups-per-step",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--set",
+        "torch_threads=1",
+        "--set",
+        "progress=false",
+    ]
     try:
-        args = [
-            "train",
-            "OpenEnvGuessCli-v0",
-            "--import",
-            REGISTRY,
-            "--model",
-            "tiny-random",
-            "--steps",
-            "1",
-            "--out",
-            str(out),
-            "--group-size",
-            "2",
-            "--groups-per-step",
-            "1",
-            "--max-new-tokens",
-            "4",
-            "--set",
-            "torch_threads=1",
-            "--set",
-            "progress=false",
-        ]
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0, result.output
-        metrics = (out / "metrics.jsonl").read_text().splitlines()
-        assert len(metrics) == 1
-        result = runner.invoke(
+        trained = runner.invoke(app, args)
+        evaluated = runner.invoke(
             app,
             [
                 "eval",
@@ -89,6 +87,10 @@ def test_one_train_step_and_eval_on_tiny_random(registered: None, tmp_path: Path
                 "4",
             ],
         )
-        assert result.exit_code == 0, result.output
     finally:
         torch.set_num_threads(threads)
+    assert trained.exit_code == 0, trained.output
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1]
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "OpenEnvGuessCli-v0" in evaluated.output

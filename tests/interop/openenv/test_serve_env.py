@@ -13,8 +13,8 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from conftest import ThreadServer, children_of, processes_of
 from openenv.core.generic_client import GenericEnvClient
+from openenv_support import ThreadServer, children_of, processes_of
 
 import envkit
 from envkit.environments.openenv import OpenEnvChatEnv
