@@ -8,9 +8,9 @@ those packages' versions and the game's source, so it is built once per machine 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
-import os
 import shutil
 import subprocess
 import sys
@@ -22,21 +22,24 @@ HERE = Path(__file__).resolve().parent
 BASE = "envkit-sandbox:latest"
 
 
-def _site_tops() -> list[str]:
-    import openenv_games  # noqa: F401 - its imports are what the image needs
-    import uvicorn.lifespan.on
-    import uvicorn.loops.asyncio
-    import uvicorn.main
-    import uvicorn.protocols.http.h11_impl
-    import uvicorn.protocols.websockets.websockets_sansio_impl  # noqa: F401
+_PROBE = """
+import os, sys, sysconfig
+import openenv_games, uvicorn.lifespan.on, uvicorn.loops.asyncio, uvicorn.main
+import uvicorn.protocols.http.h11_impl, uvicorn.protocols.websockets.websockets_sansio_impl
+site = sysconfig.get_paths()["purelib"] + os.sep
+tops = {getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}
+print("\\n".join(sorted({p[len(site):].split(os.sep)[0] for p in tops if p.startswith(site)})))
+"""
 
-    site = sysconfig.get_paths()["purelib"] + os.sep
-    tops = set()
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None) or ""
-        if path.startswith(site):
-            tops.add(path[len(site) :].split(os.sep)[0])
-    return sorted(tops)
+
+@functools.cache
+def _site_tops() -> tuple[str, ...]:
+    """The site-packages entries the game's server imports (in a fresh interpreter: this one
+    holds whatever other tests imported)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], cwd=HERE, capture_output=True, text=True, check=True
+    )
+    return tuple(out.stdout.split())
 
 
 def image_tag() -> str:
@@ -60,7 +63,7 @@ def ensure_image() -> str:
         ctx = Path(tmp)
         dst = ctx / "site"
         skip = shutil.ignore_patterns("__pycache__", "tests")
-        names = _site_tops() + [p.name for p in site.glob("*.libs")]  # vendored shared libs
+        names = list(_site_tops()) + [p.name for p in site.glob("*.libs")]  # vendored shared libs
         names += [p.name for p in site.glob("*.dist-info")]  # metadata some packages read
         for name in names:
             src = site / name
