@@ -2,27 +2,33 @@
 
 The code is the final response's last Python code block, or the whole response when it is bare
 Python code (``envkit.parsing.extract_code``); a response without code scores 0.0. Tests come in
-two forms, which may be mixed:
+two forms (structured tests and assert snippets, which may be mixed), graded three ways:
 
-* **structured** (recommended; sound): ``{"call": "add", "args": [2, 3], "expected": 5}`` (a
-  dict or a ``CodeTest``; ``kwargs`` too). Each test loads a fresh copy of the code in a process
-  with ``/dev/null`` for its stdio, calls the function and sends back the return value, which
-  must be plain JSON data (``None``, bool, int, finite float, str, list/tuple, dict with str
-  keys: an object with a rigged ``__eq__`` is refused). The comparison with ``expected``
+* **structured** (sound): ``{"call": "add", "args": [2, 3], "expected": 5}`` (a dict or a
+  ``CodeTest``; ``kwargs`` too). Each test starts a fresh interpreter that loads a fresh copy of
+  the code with ``/dev/null`` for its stdio, calls the function and sends back the return value,
+  which must be plain JSON data (``None``, bool, int, finite float, str, list/tuple, dict with
+  str keys: an object with a rigged ``__eq__`` is refused). The comparison with ``expected``
   happens on the host (booleans strictly, floats with a relative tolerance of 1e-6), so the
   expected values never enter the sandbox, and the process that reports the values is one the
   code cannot reach (non-dumpable, see ``_code_calls.py``). Printing, exiting, forging report
   lines, signalling the grader or tampering with files earns nothing: only returning the right
   values does.
-* **assert snippets** (kept for compatibility; *not* a security boundary): a Python snippet such
-  as ``assert add(2, 3) == 5``, run in its own process after ``from solution import *``, in a
-  fresh directory, passing when the process exits 0 and prints a nonce it reads from a pipe
-  after the snippet. The runner is non-dumpable (no forged result lines through
-  ``/proc/<ppid>/fd``) and kills whatever a test started, so ``os._exit(0)`` at import and
-  tampering with the runner or with later tests gain nothing. But the code runs *in the same
-  process as the assert*, so code written to defeat the check always can: return an object whose
-  ``__eq__`` is always true, read the nonce's pipe and print it, trace and skip the assert. Use
-  the structured form whenever the code is written by a policy under RL pressure.
+* **assert snippets with** ``isolate_snippets=True`` (sound): the snippet (``assert add(2, 3)
+  == 5``) runs in that trusted grader, where the names ``from solution import *`` would import
+  are proxies: a call sends its arguments to a fresh process running the code and returns the
+  result, both only as builtin data (``None``, bool, int, float, str, list, tuple, dict, set,
+  frozenset, bytes), so every ``==`` is the builtin one. A snippet that gets an object back,
+  passes a callable or relies on its arguments being mutated fails.
+* **assert snippets**, the default (kept for compatibility; *not* a security boundary): each
+  runs in its own process after ``from solution import *``, in a fresh directory, passing when
+  the process exits 0 and prints a nonce it reads from a pipe after the snippet. The runner is
+  non-dumpable (no forged result lines through ``/proc/<ppid>/fd``) and kills whatever a test
+  started, so ``os._exit(0)`` at import and tampering with the runner or with later tests gain
+  nothing. But the code runs *in the same process as the assert*, so code written to defeat the
+  check always can: return an object whose ``__eq__`` is always true, read the nonce's pipe and
+  print it, trace and skip the assert. Use one of the two forms above whenever the code is
+  written by a policy under RL pressure.
 
 Pass a ``SandboxPool`` or nothing (a fresh ``DockerSandbox`` per call) for untrusted code: a
 ``Sandbox`` bound and shared by concurrent calls is shared by their test processes too (one could
@@ -36,7 +42,7 @@ Example:
     >>> trajectory = Trajectory(env_id="e", messages=[{"role": "assistant", "content": reply}])
     >>> tests = [{"call": "add", "args": [2, 3], "expected": 5}, "assert add(1, 1) == 2"]
     >>> with DockerSandbox() as sb:
-    ...     r = get("code_tests").bind(sandbox=sb, tests=tests)
+    ...     r = get("code_tests").bind(sandbox=sb, tests=tests, isolate_snippets=True)
     ...     r.score_trajectory_sync(trajectory)
     1.0
 """
@@ -157,14 +163,28 @@ def _parse_tests(tests: Any) -> list[str | CodeTest]:
     return out
 
 
-async def _run_calls(sb: Any, code: str, tests: list[CodeTest], timeout_s: float) -> list[bool]:
-    """Pass/fail per structured test; expected values stay here."""
+def _test_frame(t: str | CodeTest) -> dict[str, Any]:
+    if isinstance(t, str):
+        return {"snippet": t}
+    return {"call": t.call, "args": t.args, "kwargs": t.kwargs}
+
+
+async def _run_calls(
+    sb: Any, code: str, tests: list[str | CodeTest], timeout_s: float
+) -> list[bool]:
+    """Pass/fail per structured test or isolated snippet; expected values stay here."""
     marker = f"@@envkit-{secrets.token_hex(16)}@@"
-    header = {"code": code, "test_timeout": timeout_s, "total_timeout": timeout_s * len(tests)}
-    frames = [header, *({"call": t.call, "args": t.args, "kwargs": t.kwargs} for t in tests)]
+    source = _source("_code_calls.py")
+    header = {
+        "code": code,
+        "source": source,
+        "test_timeout": timeout_s,
+        "total_timeout": timeout_s * len(tests),
+    }
+    frames = [header, *(_test_frame(t) for t in tests)]
     payload = b"".join(_frame(f) for f in [*frames, {"marker": marker}])
     result = await sb.aexec(
-        ["python3", "-I", "-S", "-c", _source("_code_calls.py")],
+        ["python3", "-I", "-S", "-c", source],
         stdin=payload,
         timeout=timeout_s * len(tests) + 2 * timeout_s + 10,
     )
@@ -190,8 +210,11 @@ async def _run_calls(sb: Any, code: str, tests: list[CodeTest], timeout_s: float
     passed = []
     for i, t in enumerate(tests):
         res = results[i] if i < len(results) else None
-        ok = isinstance(res, dict) and set(res) == {"value"}
-        passed.append(ok and values_equal(res["value"], t.expected))
+        if isinstance(t, str):
+            passed.append(res == {"passed": True})
+        else:
+            ok = isinstance(res, dict) and set(res) == {"value"}
+            passed.append(ok and values_equal(res["value"], t.expected))
     return passed
 
 
@@ -229,18 +252,22 @@ async def code_tests(
     *,
     sandbox: Any = None,
     timeout_s: float = 10.0,
+    isolate_snippets: bool = False,
 ) -> float:
     """The fraction of ``tests`` the final response's Python code passes.
 
     Args:
         trajectory: The episode.
         tests: Structured tests (``{"call", "args", "kwargs", "expected"}`` dicts or
-            ``CodeTest``: sound, recommended) and/or assert snippets run after
-            ``from solution import *`` (not proof against code written to defeat them); bound,
-            or from ``info["tests"]``.
+            ``CodeTest``) and/or assert snippets (``from solution import *`` is implied);
+            bound, or from ``info["tests"]``.
         sandbox: An envkit ``Sandbox`` (not closed), a ``SandboxPool`` (a sandbox is acquired
             per call), or ``None`` to start a ``DockerSandbox`` for this call.
         timeout_s: Seconds per test.
+        isolate_snippets: Run each snippet in the trusted grader against proxies of the
+            code's names, which exchange only builtin data with the process running the code
+            (sound, like the structured form; a snippet that passes objects, callables or
+            relies on mutating its arguments fails). ``False``: in the code's own process.
 
     Raises:
         ValueError: no tests, or a malformed one.
@@ -250,8 +277,10 @@ async def code_tests(
     code = extract_code(final_response(trajectory))
     if code is None:
         return 0.0  # no code passes no test
-    calls = [t for t in parsed if isinstance(t, CodeTest)]
+    calls: list[str | CodeTest] = [t for t in parsed if isinstance(t, CodeTest)]
     snippets = [t for t in parsed if isinstance(t, str)]
+    if isolate_snippets:
+        calls, snippets = parsed, []
     passed: list[bool] = []
     async with AsyncExitStack() as stack:
         if sandbox is None:

@@ -187,21 +187,54 @@ def test_snippet_form_resists_the_out_of_process_attacks(sandbox, attack: str) -
     assert r.score_trajectory_sync(solution(ATTACKS[attack])) == 0.0
 
 
+# Reads the nonce's pipe at import, prints the nonce and exits 0 (snippets in the code's process).
+STEAL_NONCE = (
+    "import os, stat\n"
+    "for fd in range(3, 64):\n"
+    "    try:\n"
+    "        if stat.S_ISFIFO(os.fstat(fd).st_mode):\n"
+    "            print(os.read(fd, 64).decode()); os._exit(0)\n"
+    "    except OSError:\n"
+    "        pass\n" + WRONG
+)
+
+
 def test_snippet_form_still_loses_to_in_process_attacks(sandbox) -> None:
     """Documented, not wanted: code in the assert's process can defeat the assert. Use the
-    structured form (the test above scores the same code 0)."""
-    steal_nonce = (
-        "import os, stat\n"
-        "for fd in range(3, 64):\n"
-        "    try:\n"
-        "        if stat.S_ISFIFO(os.fstat(fd).st_mode):\n"
-        "            print(os.read(fd, 64).decode()); os._exit(0)\n"
-        "    except OSError:\n"
-        "        pass\n" + WRONG
-    )
+    structured form or ``isolate_snippets=True`` (the tests around score the same code 0)."""
     r = get("code_tests").bind(sandbox=sandbox, tests=TESTS, timeout_s=2.0)
     assert r.score_trajectory_sync(solution(ALWAYS_EQUAL)) == 1.0
-    assert r.score_trajectory_sync(solution(steal_nonce)) == 1.0
+    assert r.score_trajectory_sync(solution(STEAL_NONCE)) == 1.0
+
+
+@pytest.mark.parametrize("attack", [*sorted(ATTACKS), "steal_nonce"])
+def test_isolated_snippets_give_attacks_nothing(sandbox, attack: str) -> None:
+    code = STEAL_NONCE if attack == "steal_nonce" else ATTACKS[attack]
+    r = get("code_tests").bind(sandbox=sandbox, tests=TESTS, timeout_s=2.0, isolate_snippets=True)
+    assert r.score_trajectory_sync(solution(code)) == 0.0
+
+
+def test_isolated_snippets_see_the_codes_names_as_builtin_data(sandbox) -> None:
+    code = (
+        "import math\n"
+        "LIMIT = 3\n"
+        "def add(a, b=0):\n    return a + b\n"
+        "def shape(xs):\n"
+        "    return (len(xs), {1, 2}, b'ab', {(1, 2): 'k'}, float('nan'))\n"
+        "class Stack:\n    pass\n"
+    )
+    tests = [
+        "assert add(2, 3) == 5",
+        "assert add(1, b=LIMIT) == 4",  # a module-level constant
+        "import solution\nassert solution.add(1, 1) == 2",
+        "r = shape([1, 2])\nassert r[:4] == (2, {1, 2}, b'ab', {(1, 2): 'k'}) and math.isnan(r[4])",
+        "assert add(2, 3) == 6",  # fails in both modes
+        "assert Stack() is not None",  # objects cannot leave the code's process: fails isolated
+    ]
+    r = get("code_tests").bind(sandbox=sandbox, tests=tests, timeout_s=2.0)
+    assert r.score_trajectory_sync(solution(code)) == pytest.approx(5 / 6)
+    r = r.bind(isolate_snippets=True)
+    assert r.score_trajectory_sync(solution(code)) == pytest.approx(4 / 6)
 
 
 def test_no_process_outlives_the_grading_and_the_next_solution_is_graded_clean(sandbox) -> None:
@@ -259,6 +292,8 @@ def test_the_reporting_process_is_out_of_the_codes_reach(sandbox) -> None:
     ]
     r = get("code_tests").bind(sandbox=sandbox, tests=structured + snippets, timeout_s=2.0)
     assert r.score_trajectory_sync(solution(PROBE)) == 1.0
+    r = r.bind(isolate_snippets=True)  # the snippets' calls run in a runner below the grader
+    assert r.score_trajectory_sync(solution(PROBE)) == 1.0
 
 
 def test_structured_form_scores_a_correct_solution(sandbox) -> None:
@@ -312,3 +347,11 @@ def test_malformed_structured_tests_are_clear_errors(tests: object, message: str
     r = get("code_tests").bind(sandbox=object(), tests=tests)
     with pytest.raises(ValueError, match=message):
         r.score_trajectory_sync(solution("def add(a, b):\n    return a + b"))
+
+
+def test_isolated_snippets_time_out(sandbox) -> None:
+    tests = ["assert add(1, 1) == 2", "while True: pass"]  # the second loops in the grader
+    r = get("code_tests").bind(sandbox=sandbox, tests=tests, timeout_s=0.5, isolate_snippets=True)
+    assert r.score_trajectory_sync(solution("def add(a, b):\n    return a + b")) == 0.5
+    looping = "def add(a, b):\n    while True:\n        pass"
+    assert r.score_trajectory_sync(solution(looping)) == 0.0
