@@ -35,6 +35,7 @@ The grader prints one line, ``marker`` + JSON ``{"results": [...]}``, per test
 when it could not protect itself.
 """
 
+import builtins
 import json
 import os
 import select
@@ -107,7 +108,7 @@ def _recv(fd, deadline=None, limit=MAX_FRAME):
         return None
     try:
         return json.loads(body.decode())
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -366,7 +367,7 @@ def _run_call(runner, test, deadline):
     if "value" in reply:
         try:  # plain JSON only (no NaN / Infinity)
             return {"value": json.loads(json.dumps(reply["value"], allow_nan=False))}
-        except ValueError:
+        except (ValueError, RecursionError):
             return {"error": "the process running the code answered out of protocol"}
     return {"error": reply.get("error", "the process running the code answered out of protocol")}
 
@@ -391,37 +392,44 @@ def _proxy(runner, name, deadline):
     return call
 
 
+def _bind(names, runner, deadline, namespace, module):
+    """Binds the names the runner reports, as ``from solution import *`` would; never a dunder
+    or a builtin (a snippet's ``len``/``sorted``/``isinstance`` stay the real ones)."""
+    if not isinstance(names, dict):
+        raise RuntimeError("the process running the code answered out of protocol")
+    for name, kind in names.items():
+        name = str(name)
+        if name.startswith("__") or hasattr(builtins, name) or not name.isidentifier():
+            continue
+        if kind == "call":
+            value = _proxy(runner, name, deadline)
+        elif kind == "module":
+            try:
+                value = __import__(name)  # the grader's own copy (stdlib only: -I -S)
+            except ImportError:
+                continue
+        elif isinstance(kind, list) and len(kind) == 2 and kind[0] == "value":
+            value = _decode(kind[1])
+        else:
+            raise RuntimeError("the process running the code answered out of protocol")
+        namespace[name] = value
+        setattr(module, name, value)
+
+
 def _run_snippet(runner, snippet, timeout, deadline):
     """Runs the (trusted) snippet here, with the code's names as proxies into the runner."""
     reply = runner.ask({"names": True}, deadline)
-    names = reply.get("names")
-    if not isinstance(names, dict):
+    if "names" not in reply:
         return {"error": reply.get("error", "the code's names could not be read")}
     namespace = {"__name__": "__envkit_test__"}
     module = type(sys)("solution")
-    try:
-        for name, kind in names.items():
-            if kind == "call":
-                value = _proxy(runner, str(name), deadline)
-            elif kind == "module":
-                try:
-                    value = __import__(str(name))
-                except ImportError:
-                    continue
-            elif isinstance(kind, list) and len(kind) == 2 and kind[0] == "value":
-                value = _decode(kind[1])
-            else:
-                raise TypeError("malformed names")
-            namespace[str(name)] = value
-            setattr(module, str(name), value)
-    except (TypeError, ValueError):
-        return {"error": "the process running the code answered out of protocol"}
     saved = sys.modules.get("solution"), sys.stdout, sys.stderr
     sys.modules["solution"] = module
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - closed in finally
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, max(0.001, min(timeout, deadline - time.monotonic())))
     try:
+        _bind(reply["names"], runner, deadline, namespace, module)
         exec(compile(snippet, "<test>", "exec"), namespace)
         outcome = {"passed": True}
     except _SnippetTimeout:

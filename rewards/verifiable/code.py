@@ -18,7 +18,8 @@ two forms (structured tests and assert snippets, which may be mixed), graded thr
   == 5``) runs in that trusted grader, where the names ``from solution import *`` would import
   are proxies: a call sends its arguments to a fresh process running the code and returns the
   result, both only as builtin data (``None``, bool, int, float, str, list, tuple, dict, set,
-  frozenset, bytes), so every ``==`` is the builtin one. A snippet that gets an object back,
+  frozenset, bytes), so every ``==`` is the builtin one; the code cannot replace a builtin
+  (``sorted``, ``len``) in the snippet's namespace. A snippet that gets an object back,
   passes a callable or relies on its arguments being mutated fails.
 * **assert snippets**, the default (kept for compatibility; *not* a security boundary): each
   runs in its own process after ``from solution import *``, in a fresh directory, passing when

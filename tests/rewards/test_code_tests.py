@@ -214,6 +214,24 @@ def test_isolated_snippets_give_attacks_nothing(sandbox, attack: str) -> None:
     assert r.score_trajectory_sync(solution(code)) == 0.0
 
 
+def test_isolated_snippets_keep_the_real_builtins(sandbox) -> None:
+    """``from solution import *`` would let the code replace ``sorted`` and ``len`` in the
+    snippet's namespace (the default mode still does); isolated snippets keep the real ones."""
+    shadow = (
+        "sorted = lambda xs: [1, 2, 3]\n"
+        "def len(xs):\n    return 3\n"
+        "__all__ = ['sorted', 'len', 'digits', '__builtins__']\n"
+        "def digits(n):\n    return [9]\n"
+    )
+    tests = ["assert sorted(digits(321)) == [1, 2, 3]", "assert len(digits(321)) == 3"]
+    r = get("code_tests").bind(sandbox=sandbox, tests=tests, timeout_s=2.0)
+    assert r.score_trajectory_sync(solution(shadow)) == 1.0
+    r = r.bind(isolate_snippets=True)
+    assert r.score_trajectory_sync(solution(shadow)) == 0.0
+    honest = "def digits(n):\n    return [int(c) for c in str(n)]\n"
+    assert r.score_trajectory_sync(solution(honest)) == 1.0
+
+
 def test_isolated_snippets_see_the_codes_names_as_builtin_data(sandbox) -> None:
     code = (
         "import math\n"
