@@ -1,10 +1,12 @@
 """``code_tests``: unit tests of the model's code, run in a real Docker sandbox.
 
-The attack tests below play what a policy under RL pressure writes against both test forms. The
-structured form (``{"call", "args", "expected"}``) holds against every one of them. The
-assert-snippet form still loses, by design, to code that defeats an assert from inside its own
-process: an object equal to anything (``test_snippet_form_still_loses_to_in_process_attacks``)
-and reading the nonce's pipe before the assert runs. Before the hardening it also lost to the
+The attack tests below play what a policy under RL pressure writes against the three ways of
+grading. Structured tests (``{"call", "args", "expected"}``) and assert snippets with
+``isolate_snippets=True`` hold against every one of them. Assert snippets in the default mode
+still lose, by design, to code that defeats an assert from inside its own process: an object
+equal to anything, reading the nonce's pipe before the assert runs
+(``test_snippet_form_still_loses_to_in_process_attacks``) and replacing a builtin such as
+``sorted`` through ``from solution import *`` (``test_isolated_snippets_keep_the_real_builtins``). Before the hardening it also lost to the
 frame-walking nonce attack, to forged result lines written through ``/proc/<ppid>/fd/1`` and to a
 background process rewriting the next tests' ``solution.py``.
 """
