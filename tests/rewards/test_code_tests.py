@@ -6,9 +6,10 @@ grading. Structured tests (``{"call", "args", "expected"}``) and assert snippets
 still lose, by design, to code that defeats an assert from inside its own process: an object
 equal to anything, reading the nonce's pipe before the assert runs
 (``test_snippet_form_still_loses_to_in_process_attacks``) and replacing a builtin such as
-``sorted`` through ``from solution import *`` (``test_isolated_snippets_keep_the_real_builtins``). Before the hardening it also lost to the
-frame-walking nonce attack, to forged result lines written through ``/proc/<ppid>/fd/1`` and to a
-background process rewriting the next tests' ``solution.py``.
+``sorted`` through ``from solution import *`` (``test_isolated_snippets_keep_the_real_builtins``).
+Before the hardening it also lost to the frame-walking nonce attack (issue 20) and to a background
+process rewriting the next tests' ``solution.py``, and a test process that killed its runner
+turned the wrong solution's 0 into a reward error.
 """
 
 from __future__ import annotations
