@@ -90,6 +90,7 @@ def _start_image() -> None:
         _early["image_error"] = e
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k deselected what will not run
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def wanted(fixture: str) -> bool:
         return any(fixture in getattr(item, "fixturenames", ()) for item in items)
@@ -139,3 +140,15 @@ def serve_env_cli() -> Iterator[Any]:
     env = _early["env"]
     yield env
     env.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_early_servers() -> Iterator[None]:
+    """Whatever started early and was not used (a test failed first) is closed at the end."""
+    yield
+    for name in ("thread", "image_thread"):
+        if name in _early:
+            _early[name].join(600)
+    for name in ("env", "image_env"):
+        if name in _early:
+            _early[name].close()
