@@ -50,6 +50,7 @@ from envkit.rewards.rubric import Rubric
 from envkit.rewards.scoring import Scorer, ScoringReport, as_scorer, ascore_groups, score_groups
 from envkit.rewards.trl import TRLReward, to_trl
 from envkit.rewards.verifiable import (
+    CodeTest,
     code_tests,
     exact_match,
     json_valid,
@@ -62,6 +63,7 @@ from envkit.rewards.verifiable import (
 __all__ = [
     "AgreementReport",
     "BaseScorer",
+    "CodeTest",
     "GroupScores",
     "JudgeCache",
     "JudgeConfig",

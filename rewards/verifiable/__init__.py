@@ -17,12 +17,13 @@ from __future__ import annotations
 # The text helpers live in ``envkit.parsing`` (shared with the environments); re-exported here.
 from envkit.parsing import extract_answer, extract_code, final_response, parse_number
 from envkit.rewards.verifiable.answers import exact_match, numeric_match
-from envkit.rewards.verifiable.code import code_tests
+from envkit.rewards.verifiable.code import CodeTest, code_tests
 from envkit.rewards.verifiable.formats import json_valid, regex_match
 from envkit.rewards.verifiable.length import length_penalty
 from envkit.rewards.verifiable.tool_calls import tool_call_problem, tool_calls_valid
 
 __all__ = [
+    "CodeTest",
     "code_tests",
     "exact_match",
     "extract_answer",

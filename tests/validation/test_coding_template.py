@@ -1,6 +1,6 @@
 """``envkit validate`` on the env of ``envkit init --template coding`` with two known hacks of
-its grader as canaries. Both earn full reward today (a finding of issue 20, reported): the test
-is a strict xfail that flips when the template's grader is fixed.
+its old grader as canaries. Both earned full reward (a finding of issue 20); the template now
+grades with ``code_tests``' structured tests in a fresh sandbox, and both earn nothing.
 
 * ``always-equal``: the function returns an object equal to anything, so the template's
   ``assert f(x) == y`` tests pass;
@@ -47,12 +47,6 @@ def _cmdline_nonce(env: Any) -> str:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the coding template's grader is hackable (always-equal return values; the nonce "
-    "readable from /proc/self/cmdline): reported in issue 20's closing note",
-)
 def test_the_coding_template_holds_against_its_known_hacks(tmp_path: Path) -> None:
     scaffold("tmpl-probe", template="coding", directory=tmp_path / "p")
     sys.path.insert(0, str(tmp_path / "p"))
@@ -77,3 +71,4 @@ def test_the_coding_template_holds_against_its_known_hacks(tmp_path: Path) -> No
     canaries = {p.name: p for p in report.probes if p.kind == "canary"}
     assert set(canaries) == {"canary:always-equal", "canary:cmdline-nonce"}
     assert all(p.status == "pass" for p in canaries.values()), report.summary()
+    assert report.ok, report.summary()
