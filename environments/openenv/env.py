@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -183,6 +184,7 @@ class OpenEnvChatEnv(ChatEnv):
             max_turns=max_turns, system_prompt=system_prompt, render_mode=render_mode, toolbox=box
         )
         self._seed: int | None = None
+        self._note_lock = threading.Lock()
         self._turn_reward = 0.0
         self._turn_done = False
         self._last_observation: dict[str, Any] = {}
@@ -230,9 +232,10 @@ class OpenEnvChatEnv(ChatEnv):
         return tool_result_text(session.mcp("tools/call", {"name": name, "arguments": arguments}))
 
     def _note(self, out: dict[str, Any]) -> None:
-        self._turn_reward += float(out.get("reward") or 0.0)
-        self._turn_done = self._turn_done or bool(out.get("done"))
-        self._last_observation = dict(out.get("observation") or {})
+        with self._note_lock:  # the calls of one turn run in threads
+            self._turn_reward += float(out.get("reward") or 0.0)
+            self._turn_done = self._turn_done or bool(out.get("done"))
+            self._last_observation = dict(out.get("observation") or {})
 
     def _live_session(self) -> Session:
         if self._session is None or self._session.closed:
