@@ -21,6 +21,11 @@ export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM
 # The tests start dozens of Python subprocesses that import torch, transformers, trl and litellm:
 # let Python cache their bytecode (uv, which setup.sh installs with, compiles none at install).
 unset PYTHONDONTWRITEBYTECODE
+# Both chains train torch models at the same time: with torch's default (a thread per core) each,
+# twice as many busy threads as cores spin against each other. One thread per chain trained a
+# pair of processes 1.4-2.1x faster here (benchmarks/bench_threads.py). Tests that want more set
+# it themselves; set OMP_NUM_THREADS yourself to override.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 mkdir -p .envkit
 learning_log=.envkit/test-learning.log
 floors_log=.envkit/test-floors.log
