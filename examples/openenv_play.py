@@ -1,9 +1,9 @@
 """Play an OpenEnv environment with envkit: OpenEnv server -> envkit env -> ``collect``.
 
-The OpenEnv env here is written with openenv-core's own server API (an echo game: repeat the
-word, reward 1). It is served by uvicorn on 127.0.0.1 and played through
-``envkit.environments.openenv``: registered under an envkit id, it works with ``envkit.make``,
-``collect``, and the CLI (``envkit check/eval/train ... --import this_module``).
+Shows: an OpenEnv env written with openenv-core's own server API (an echo game: repeat the word,
+reward 1), served by uvicorn on 127.0.0.1 and played through ``envkit.environments.openenv``:
+registered under an envkit id, it works with ``envkit.make``, ``collect``, and the CLI
+(``envkit check/eval/train ... --import this_module``).
 
 Run it::
 

@@ -1,6 +1,6 @@
 """Serve an envkit env over OpenEnv and play it with openenv-core's own client.
 
-``envkit.serving.openenv_server.build_app`` is what ``envkit serve-env`` runs: openenv's own
+Shows: ``envkit.serving.openenv_server.build_app`` is what ``envkit serve-env`` runs: openenv's own
 server over one envkit env per WebSocket session. Here the server runs in a thread and
 openenv's ``GenericEnvClient`` finds GuessNumber's secret by bisection on its "higher"/"lower"
 replies. The same from a shell::
