@@ -6,9 +6,10 @@ sandbox image, and git: the "before" harness is read from the commit before the 
 * **before**: the old grader: ``_coding_harness.py`` of commit 9cc556d, one interpreter that
   execs the submitted code and reports, run in the episode's sandbox for every submission
   (nothing cleaned between submissions).
-* **after**: ``PythonCodingEnv.run_tests`` today: a two-process harness (the reporter is not the
-  process that runs the code; one input at a time over a pipe), and every submission after the
-  first in the episode's sandbox scrubbed first (``Sandbox.reset``).
+* **after**: ``PythonCodingEnv.run_tests`` today: ``code_tests``' two-process harness
+  (``run_calls`` with ``reuse_runner=True``: the reporter is not the process that runs the code;
+  one input at a time over a pipe), and every submission after the first in the episode's
+  sandbox scrubbed first (``Sandbox.reset``).
 
 Each episode takes a warm sandbox from the pool, grades ``--submissions`` submissions (wrong
 ones, then the reference; a 1-submission episode grades only the reference), and gives the

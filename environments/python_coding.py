@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import secrets
 from collections.abc import Sequence
 from functools import cache
-from pathlib import Path
 from typing import Any, ClassVar
 
 from envkit.env import Feedback, Task
 from envkit.environments._canaries import CODING_CANARIES, coding_golden
 from envkit.environments._sandboxed import SandboxedEnv
-from envkit.environments.coding_tasks import TASKS, CodingTask, get_task, outputs_equal
+from envkit.environments.coding_tasks import TASKS, CodingTask, get_task
 from envkit.parsing import extract_code
-from envkit.sandbox.errors import SandboxError
+from envkit.rewards.verifiable.code import CallResult, CodeTest, run_calls
 from envkit.types import Message
 
 __all__ = ["PythonCodingEnv"]
@@ -48,11 +46,6 @@ SYSTEM_PROMPT = (
 def _scrubber() -> concurrent.futures.ThreadPoolExecutor:
     """The threads that scrub graded sandboxes between submissions (one process-wide pool)."""
     return concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="envkit-grader-scrub")
-
-
-@cache
-def _harness_source() -> str:
-    return (Path(__file__).parent / "_coding_harness.py").read_text(encoding="utf-8")
 
 
 class PythonCodingEnv(SandboxedEnv):
@@ -133,45 +126,31 @@ class PythonCodingEnv(SandboxedEnv):
         graded in a sandbox fresh from the pool, every later one after that sandbox was scrubbed
         (``Sandbox.reset``: every process of the sandbox user killed, every writable directory
         emptied, what the pool does between episodes), so nothing a submission left behind
-        reaches the next one. Inside, the grader process that reports is not the process that
-        runs the code (see ``_coding_harness.py``), and the expected values stay on the host.
+        reaches the next one. Inside, ``code_tests``' grader runs the code (``run_calls``): the
+        process that reports is not the one that runs the code, the inputs go in one at a time
+        (visible examples first), and the expected values stay on the host.
 
         Returns a dict with ``visible`` and ``hidden`` lists of ``(passed, detail)`` and
         ``load_error`` (or ``None``). Raises ``InfraError`` if the sandbox fails.
         """
         t = self.coding_task
         cases = [*t.examples, *t.hidden]
-        marker = f"@@envkit-{secrets.token_hex(16)}@@"
-        header = {
-            "code": code,
-            "function": t.function,
-            "test_timeout": self.test_timeout,
-            "total_timeout": self.total_timeout,
-        }
-        frames = [header, *({"args": c.args} for c in cases), {"marker": marker}]
-        payload = b"".join(_frame(f) for f in frames)
-        # Loading, every call at its limit, and slack for the sandbox round trip.
-        budget = self.total_timeout + 2 * self.test_timeout + 10.0
+        tests = [CodeTest(call=t.function, args=c.args, expected=c.expected) for c in cases]
         sb = self._clean_sandbox()
         self._graded = True
-        result = sb.exec(
-            ["python3", "-I", "-S", "-c", _harness_source()], stdin=payload, timeout=budget
+        results = run_calls(
+            sb,
+            code,
+            tests,  # visible first: no hidden input reaches the code before those answered
+            test_timeout=self.test_timeout,
+            total_timeout=self.total_timeout,
+            reuse_runner=True,
         )
-        report = _parse_report(result.stdout, marker, len(cases))
-        if report is None:
-            why = result.describe()
-            tail = result.stderr.strip()[-600:]
-            report = {"load_error": f"the test run failed ({why}). {tail}".strip(), "results": []}
-        outcomes = []
-        for i, case in enumerate(cases):
-            res = report["results"][i] if i < len(report["results"]) else None
-            outcomes.append(_judge(t, case, res, report.get("load_error")))
+        first = results[0]  # only the first: a later reload's error may tell a hidden input
+        load_error = first.error if first.load_error else None
+        outcomes = [_judge(t, c, r, load_error) for c, r in zip(cases, results, strict=True)]
         n_vis = len(t.examples)
-        return {
-            "visible": outcomes[:n_vis],
-            "hidden": outcomes[n_vis:],
-            "load_error": report.get("load_error"),
-        }
+        return {"visible": outcomes[:n_vis], "hidden": outcomes[n_vis:], "load_error": load_error}
 
     def _clean_sandbox(self) -> Any:
         """This episode's sandbox, scrubbed if a submission was already graded in it."""
@@ -235,53 +214,16 @@ class PythonCodingEnv(SandboxedEnv):
         )
 
 
-def _frame(obj: Any) -> bytes:
-    data = json.dumps(obj).encode()
-    return len(data).to_bytes(4, "big") + data
-
-
-def _parse_report(stdout: str, marker: str, n_cases: int) -> dict[str, Any] | None:
-    """The grader's report, checked field by field; ``None`` when there is none or it is bad.
-
-    Raises ``SandboxError`` when the grader says it could not protect itself.
-    """
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(marker):
-            try:
-                report = json.loads(line[len(marker) :])
-            except ValueError:
-                return None
-            break
-    else:
-        return None
-    if isinstance(report, dict) and isinstance(report.get("fatal"), str):
-        raise SandboxError(f"the coding grader refused to run: {report['fatal']}")
-    if not isinstance(report, dict) or set(report) - {"results", "load_error"}:
-        return None
-    results, load_error = report.get("results"), report.get("load_error")
-    if not isinstance(results, list) or len(results) > n_cases:
-        return None
-    if load_error is not None and not isinstance(load_error, str):
-        return None
-    for res in results:
-        ok_value = isinstance(res, dict) and set(res) == {"value"}
-        ok_error = isinstance(res, dict) and set(res) == {"error"} and isinstance(res["error"], str)
-        if not (ok_value or ok_error):
-            return None
-    return report
-
-
-def _judge(t: CodingTask, case: Any, res: Any, load_error: str | None) -> tuple[bool, str]:
+def _judge(t: CodingTask, case: Any, res: CallResult, load_error: str | None) -> tuple[bool, str]:
+    """(passed, what went wrong) of one test, for the feedback."""
     call = t.call_text(case)
     if load_error:
         return False, f"{call}: {load_error}"
-    if not isinstance(res, dict):
-        return False, f"{call}: no result"
-    if "error" in res:
-        return False, f"{call} raised {res['error']}"
-    if outputs_equal(res.get("value"), case.expected):
+    if res.passed:
         return True, ""
-    got = json.dumps(res.get("value"))
+    if res.error is not None:
+        return False, f"{call} raised {res.error}"
+    got = json.dumps(res.value)
     if len(got) > 200:
         got = got[:200] + "..."
     return False, f"{call} returned {got} but expected {case.expected!r}"

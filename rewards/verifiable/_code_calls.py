@@ -1,7 +1,8 @@
 # ruff: noqa: UP031, SIM105 - runs inside the sandbox on any Python 3; no contextlib (startup)
-"""``code_tests``' grader: runs the code's functions in an untrusted process, reports values.
+"""The sandbox-side grader of ``code_tests`` and ``PythonCoding-v0`` (``code.run_calls``).
 
-Runs inside the sandbox as ``python3 -I -S -c <this source>`` (stdlib only, no envkit imports).
+Runs inside the sandbox as ``python3 -I -S -c <this source>`` (stdlib only, no envkit imports;
+the names imported from ``_sandbox_prelude`` are that file's text, put in by ``code._script``).
 Two kinds of process, so that the submitted code cannot reach the one that reports:
 
 * the **grader** (this process, trusted) makes itself non-dumpable (no process of the sandbox
@@ -14,11 +15,16 @@ Two kinds of process, so that the submitted code cannot reach the one that repor
   stdout and stderr and no other descriptor but its two pipes. It loads a fresh copy of the code
   and answers requests one at a time: a call (``{"call", "args", "kwargs"}``) with the return
   value as data, or ``{"names": true}`` with what ``from solution import *`` would import.
+  With ``reuse_runner`` (``PythonCoding-v0``: faster) one runner, a forked child, loads the
+  code once and takes the call tests one after the other until it times out, dies or breaks
+  the protocol (then a fresh one takes the next test). Either way the grader reads a test from
+  stdin only after every earlier one was answered, so code run for one test never sees a later
+  test's input before it answered (no visible example reveals a hidden input).
 
 The host writes on stdin a sequence of frames, each a 4-byte big-endian length and that many
-bytes of JSON: first ``{"code", "source", "test_timeout", "total_timeout"}`` (``source``: this
-file), then one frame per test, then ``{"marker": ...}`` (read only after every runner is dead).
-A test is either
+bytes of JSON: first ``{"code", "source", "test_timeout", "total_timeout", "reuse_runner"}``
+(``source``: this script), then one frame per test, then ``{"marker": ...}`` (read only after
+every runner is dead). A test is either
 
 * ``{"call": name, "args": [...], "kwargs": {...}}``: the runner makes the call and answers with
   the return value as plain JSON, which the grader reports (the host compares it with the
@@ -31,109 +37,31 @@ A test is either
   whether the snippet raised.
 
 The grader prints one line, ``marker`` + JSON ``{"results": [...]}``, per test
-``{"value": <JSON value>}``, ``{"passed": true}`` or ``{"error": "..."}``; or ``{"fatal": ...}``
-when it could not protect itself.
+``{"value": <JSON value>}``, ``{"passed": true}``, ``{"error": "..."}`` or ``{"load_error":
+"..."}`` (the code could not be loaded, or does not define the function called); or ``{"fatal":
+...}`` when it could not protect itself.
 """
 
 import builtins
 import json
 import os
-import select
 import signal
 import sys
 import time
-import traceback
+
+from ._sandbox_prelude import (  # code._script puts the prelude's text here
+    MAX_VALUE_CHARS,
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_DUMPABLE,
+    _kill_all,
+    _prctl,
+    _recv,
+    _send,
+    _short_error,
+    _strict,
+)
 
 STARTED = "envkit-code-calls-started"
-MAX_VALUE_CHARS = 100_000
-MAX_FRAME = 64 << 20
-PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _prctl(option, arg):
-    """prctl(2) through the bare _ctypes module; -1 if unavailable."""
-    try:
-        import _ctypes
-
-        fn = _ctypes.dlsym(_ctypes.dlopen(None, 2), "prctl")
-        return _ctypes.call_function(fn, (option, arg, 0, 0, 0))
-    except Exception:
-        return -1
-
-
-def _read_exact(fd, n, deadline=None):
-    """n bytes from fd; None on EOF or when the deadline passes first."""
-    chunks, got = [], 0
-    while got < n:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-        chunk = os.read(fd, min(n - got, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def _send(fd, obj, deadline=None):
-    """Writes one frame; with a deadline, ``fd`` is non-blocking and TimeoutError may come."""
-    data = json.dumps(obj, allow_nan=False).encode()
-    data = len(data).to_bytes(4, "big") + data
-    while data:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([], [fd], [], left)[1]:
-                raise TimeoutError("timed out")
-            try:
-                data = data[os.write(fd, data) :]
-            except BlockingIOError:
-                pass
-        else:
-            data = data[os.write(fd, data) :]
-
-
-def _recv(fd, deadline=None, limit=MAX_FRAME):
-    """One frame as JSON; None on EOF / timeout / bad JSON; "too large" past ``limit`` bytes."""
-    head = _read_exact(fd, 4, deadline)
-    if head is None:
-        return None
-    n = int.from_bytes(head, "big")
-    if n > limit:
-        return "too large"
-    body = _read_exact(fd, n, deadline)
-    if body is None:
-        return None
-    try:
-        return json.loads(body.decode())
-    except (ValueError, RecursionError):
-        return None
-
-
-# ------------------------------------------------------------------ data that crosses
-def _strict(value, depth=0):
-    """The value as plain JSON data; refuses look-alikes (subclasses with a rigged __eq__...)."""
-    if depth > 1000:
-        raise TypeError("the return value is nested too deeply")
-    t = type(value)
-    if value is None or t in (bool, int, str):
-        return value
-    if t is float:
-        if value != value or value in (float("inf"), float("-inf")):
-            raise TypeError("the return value contains a non-finite float")
-        return value
-    if t in (list, tuple):
-        return [_strict(v, depth + 1) for v in value]
-    if t is dict:
-        out = {}
-        for k, v in value.items():
-            if type(k) is not str:
-                raise TypeError("dict keys must be str, got %s" % type(k).__name__)
-            out[k] = _strict(v, depth + 1)
-        return out
-    raise TypeError("return values must be JSON data, got %s" % t.__name__)
 
 
 _TAGS = {"$t": tuple, "$s": set, "$fs": frozenset}
@@ -185,14 +113,9 @@ def _decode(data, depth=0):
     raise TypeError("malformed data from the process running the code")
 
 
-def _short_error(exc):
-    lines = traceback.format_exception_only(type(exc), exc)
-    return "".join(lines).strip()[-500:]
-
-
 # ------------------------------------------------------------------ the runner (untrusted side)
 def _runner_main(rfd, wfd):
-    """``--runner``: a fresh interpreter; loads the code, then answers one request at a time."""
+    """``--runner`` (or a forked child): loads the code, then answers one request at a time."""
     sys.setrecursionlimit(10000)
     code = _recv(rfd)
     namespace = {"__name__": "solution"}
@@ -206,14 +129,15 @@ def _runner_main(rfd, wfd):
         if not isinstance(req, dict):
             return
         if load_error is not None:
-            _send(wfd, {"error": load_error})
+            _send(wfd, {"load_error": load_error})
             continue
         if "names" in req:
             _send(wfd, {"names": _exports(namespace)})
             continue
         fn = namespace.get(req["call"])
         if not callable(fn):
-            _send(wfd, {"error": "the code does not define a function named %s" % req["call"]})
+            missing = "the code does not define a function named %s" % req["call"]
+            _send(wfd, {"load_error": missing})
             continue
         try:
             if req.get("tagged"):
@@ -257,66 +181,34 @@ def _exports(namespace):
 
 
 # ------------------------------------------------------------------ the grader (trusted side)
-def _descendants():
-    """Pids whose parent is this process (the subreaper inherits every orphan below it)."""
-    me, out = os.getpid(), []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name, "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == me and fields[0] != b"Z":
-            out.append(int(name))
-    return out
-
-
-def _reap():
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if not pid:
-            return
-
-
-def _kill_all():
-    """SIGKILLs every process below this one until none is left (orphans come back to us)."""
-    for _ in range(500):
-        _reap()
-        pids = _descendants()
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.002)
-
-
 class _Runner:
-    """A fresh runner process (fork + exec) and its two pipes."""
+    """A runner process and its two pipes: a fresh interpreter (fork + exec), or with
+    ``exec_fresh=False`` a forked child (faster; only for call tests, see ``main``)."""
 
-    def __init__(self, source, code):
+    def __init__(self, source, code, exec_fresh=True):
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         self.pid = os.fork()
-        if self.pid == 0:  # becomes a fresh interpreter: nothing of ours stays in its memory
+        self.broken = False  # it timed out, died or broke the protocol: never ask it again
+        if self.pid == 0:  # the runner: never returns
             try:
                 devnull = os.open(os.devnull, os.O_RDWR)
                 for fd in (0, 1, 2):
                     os.dup2(devnull, fd)
-                for fd in (to_r, from_w):
-                    os.set_inheritable(fd, True)
                 for sig in (signal.SIGPIPE, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     signal.signal(sig, signal.SIG_DFL)
-                argv = [sys.executable, "-I", "-S", "-c", source, "--runner", str(to_r)]
-                os.execv(sys.executable, [*argv, str(from_w)])
+                if exec_fresh:  # becomes a fresh interpreter: nothing of ours stays in memory
+                    for fd in (to_r, from_w):
+                        os.set_inheritable(fd, True)
+                    argv = [sys.executable, "-I", "-S", "-c", source, "--runner", str(to_r)]
+                    os.execv(sys.executable, [*argv, str(from_w)])
+                for name in os.listdir("/proc/self/fd"):  # keeps only stdio and its pipes
+                    if int(name) > 2 and int(name) not in (to_r, from_w):
+                        try:
+                            os.close(int(name))
+                        except OSError:
+                            pass
+                _runner_main(to_r, from_w)
             finally:
                 os._exit(127)
         os.close(to_r)
@@ -327,6 +219,7 @@ class _Runner:
 
     def ask(self, request, deadline):
         """The runner's reply (a dict), or {"error"} when it broke the protocol or time ran out."""
+        self.broken = True  # until it answers in protocol
         try:
             if self.code is not None:
                 code, self.code = self.code, None
@@ -347,10 +240,14 @@ class _Runner:
             return {"error": "the process running the code exited without answering"}
         if reply == "too large":
             return {"error": "the return value is too large"}
-        if isinstance(reply, dict) and set(reply) == {"error"} and isinstance(reply["error"], str):
-            return {"error": reply["error"][:500]}
-        if isinstance(reply, dict) and len(reply) == 1 and ("value" in reply or "names" in reply):
-            return reply
+        if isinstance(reply, dict) and len(reply) == 1:
+            ((key, value),) = reply.items()
+            if key in ("error", "load_error") and isinstance(value, str):
+                self.broken = False
+                return {key: value[:500]}
+            if key in ("value", "names"):
+                self.broken = False
+                return reply
         return {"error": "the process running the code answered out of protocol"}
 
     def close(self):
@@ -368,7 +265,10 @@ def _run_call(runner, test, deadline):
         try:  # plain JSON only (no NaN / Infinity)
             return {"value": json.loads(json.dumps(reply["value"], allow_nan=False))}
         except (ValueError, RecursionError):
+            runner.broken = True
             return {"error": "the process running the code answered out of protocol"}
+    if "load_error" in reply:
+        return reply
     return {"error": reply.get("error", "the process running the code answered out of protocol")}
 
 
@@ -420,6 +320,8 @@ def _run_snippet(runner, snippet, timeout, deadline):
     """Runs the (trusted) snippet here, with the code's names as proxies into the runner."""
     reply = runner.ask({"names": True}, deadline)
     if "names" not in reply:
+        if "load_error" in reply:
+            return reply
         return {"error": reply.get("error", "the code's names could not be read")}
     namespace = {"__name__": "__envkit_test__"}
     module = type(sys)("solution")
@@ -448,17 +350,12 @@ def _run_snippet(runner, snippet, timeout, deadline):
     return outcome
 
 
-def _run_one(source, code, test, timeout):
-    """The result entry for one test, with a fresh runner; every process it started is killed."""
+def _run_one(runner, test, timeout):
+    """The result entry for one test."""
     deadline = time.monotonic() + timeout
-    runner = _Runner(source, code)
-    try:
-        if "snippet" in test:
-            return _run_snippet(runner, test["snippet"], timeout, deadline)
-        return _run_call(runner, test, deadline)
-    finally:
-        runner.close()
-        _kill_all()
+    if "snippet" in test:
+        return _run_snippet(runner, test["snippet"], timeout, deadline)
+    return _run_call(runner, test, deadline)
 
 
 def main():
@@ -473,14 +370,16 @@ def main():
     header = _recv(0)
     code, source = header["code"], header["source"]
     test_timeout, total_timeout = float(header["test_timeout"]), float(header["total_timeout"])
+    reuse = header.get("reuse_runner") is True
     del header
     report = {"results": []}
     results = report["results"]
     if not protected:
         report = {"fatal": "the grader could not make itself non-dumpable (prctl failed)"}
     started = time.monotonic()
+    runner = None
     while True:
-        frame = _recv(0)  # read only now: no runner was alive while this input was unknown
+        frame = _recv(0)  # read only now: every runner has answered all it was asked before
         if not isinstance(frame, dict) or not ("call" in frame or "snippet" in frame):
             break
         if "fatal" in report:
@@ -488,7 +387,20 @@ def main():
         if time.monotonic() - started > total_timeout:
             results.append({"error": "not run: the tests' time budget was used up"})
             continue
-        results.append(_run_one(source, code, frame, test_timeout))
+        # A forked runner holds a copy of our memory: never once a snippet (which may hold
+        # expected values) was read. Snippets always get a fresh interpreter of their own.
+        reuse = reuse and "snippet" not in frame
+        if runner is not None and not reuse:
+            runner.close()
+            _kill_all()
+            runner = None
+        if runner is None:
+            runner = _Runner(source, code, exec_fresh=not reuse)
+        results.append(_run_one(runner, frame, test_timeout))
+        if not reuse or runner.broken:  # (a kept runner's processes are killed at the end)
+            runner.close()
+            _kill_all()
+            runner = None
     _kill_all()
     marker = frame.get("marker") if isinstance(frame, dict) else None
     if isinstance(marker, str):

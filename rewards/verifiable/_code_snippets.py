@@ -1,7 +1,8 @@
-# ruff: noqa: UP031, SIM105 - runs inside the sandbox on any Python 3; no contextlib (startup)
+# ruff: noqa: UP031 - runs inside the sandbox on any Python 3 (startup: stdlib only)
 """``code_tests``' runner for assert-style test snippets (the legacy form).
 
-Runs inside the sandbox as ``python3 -I -S -c <this source>`` (stdlib only, no envkit imports),
+Runs inside the sandbox as ``python3 -I -S -c <this source>`` (stdlib only, no envkit imports;
+the names imported from ``_sandbox_prelude`` are that file's text, put in by ``code._script``),
 the spec (``{"code", "tests", "nonce", "timeout"}``) as JSON on stdin: nothing of it is on disk.
 The runner makes itself non-dumpable (no process of the sandbox user can open its
 ``/proc/<pid>/fd``, write into its stdout or trace it) and a child subreaper, writes ``STARTED``
@@ -29,53 +30,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
+
+from ._sandbox_prelude import (  # code._script puts the prelude's text here
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_DUMPABLE,
+    _kill_all,
+    _prctl,
+)
 
 STARTED = "envkit-code-snippets-started"
-PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _prctl(option, arg):
-    try:
-        import _ctypes
-
-        fn = _ctypes.dlsym(_ctypes.dlopen(None, 2), "prctl")
-        return _ctypes.call_function(fn, (option, arg, 0, 0, 0))
-    except Exception:
-        return -1
-
-
-def _kill_all():
-    """SIGKILLs every process below this one until none is left (orphans come back to us)."""
-    me = os.getpid()
-    for _ in range(500):
-        while True:
-            try:
-                if not os.waitpid(-1, os.WNOHANG)[0]:
-                    break
-            except ChildProcessError:
-                break
-        pids = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % name, "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if len(fields) > 1 and int(fields[1]) == me and fields[0] != b"Z":
-                pids.append(int(name))
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.002)
 
 
 def _run(spec, test):

@@ -52,11 +52,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -66,7 +68,7 @@ from envkit.rewards.registry import reward
 from envkit.sandbox.errors import SandboxError
 from envkit.types import Trajectory
 
-__all__ = ["CodeTest", "code_tests", "values_equal"]
+__all__ = ["CallResult", "CodeTest", "arun_calls", "code_tests", "run_calls", "values_equal"]
 
 _CALLS_STARTED = "envkit-code-calls-started"
 _SNIPPETS_STARTED = "envkit-code-snippets-started"
@@ -131,9 +133,21 @@ def values_equal(got: Any, expected: Any) -> bool:
     return type(got) is type(expected) and got == expected
 
 
+# The import of the shared prelude in a sandbox-side script, replaced by the prelude's text.
+_PRELUDE_IMPORT = re.compile(r"^from \._sandbox_prelude import \([^)]*\)\n", re.MULTILINE)
+
+
 @cache
-def _source(name: str) -> str:
-    return (Path(__file__).parent / name).read_text(encoding="utf-8")
+def _script(name: str) -> str:
+    """The self-contained source of a sandbox-side script (run as ``python3 -c SOURCE``): the
+    file with ``_sandbox_prelude.py``'s text in place of its import of the prelude."""
+    here = resources.files(__package__)
+    text = (here / name).read_text(encoding="utf-8")
+    prelude = (here / "_sandbox_prelude.py").read_text(encoding="utf-8")
+    built, n = _PRELUDE_IMPORT.subn(lambda _: prelude, text)
+    if n != 1:
+        raise RuntimeError(f"{name} must import _sandbox_prelude exactly once, found {n}")
+    return built
 
 
 def _frame(obj: Any) -> bytes:
@@ -170,28 +184,57 @@ def _test_frame(t: str | CodeTest) -> dict[str, Any]:
     return {"call": t.call, "args": t.args, "kwargs": t.kwargs}
 
 
-async def _run_calls(
-    sb: Any, code: str, tests: list[str | CodeTest], timeout_s: float
-) -> list[bool]:
-    """Pass/fail per structured test or isolated snippet; expected values stay here."""
+@dataclass(frozen=True)
+class CallResult:
+    """What one test did in the sandbox (``run_calls``).
+
+    Attributes:
+        passed: The call returned the expected value (a snippet: it raised nothing).
+        value: What the call returned (JSON data), ``None`` when it failed to.
+        error: Why it did not pass, short (``None`` when it passed or returned a wrong value).
+        load_error: ``error`` says the code could not be run at all: it does not load, does
+            not define the function called, or the grader was stopped.
+    """
+
+    passed: bool
+    value: Any = None
+    error: str | None = None
+    load_error: bool = False
+
+
+def _calls_request(
+    code: str,
+    tests: Sequence[str | CodeTest],
+    test_timeout: float,
+    total_timeout: float | None,
+    reuse_runner: bool,
+) -> tuple[list[str], bytes, float, str]:
+    """(command, stdin, exec timeout, report marker) of a ``run_calls`` run."""
+    if not tests:
+        raise ValueError("run_calls needs at least one test")
+    if not test_timeout > 0 or not (total_timeout is None or total_timeout > 0):
+        raise ValueError(f"timeouts must be positive, got {test_timeout}, {total_timeout}")
+    total = test_timeout * len(tests) if total_timeout is None else total_timeout
     marker = f"@@envkit-{secrets.token_hex(16)}@@"
-    source = _source("_code_calls.py")
+    source = _script("_code_calls.py")
     header = {
         "code": code,
         "source": source,
-        "test_timeout": timeout_s,
-        "total_timeout": timeout_s * len(tests),
+        "test_timeout": test_timeout,
+        "total_timeout": total,
+        "reuse_runner": reuse_runner,
     }
-    frames = [header, *(_test_frame(t) for t in tests)]
-    payload = b"".join(_frame(f) for f in [*frames, {"marker": marker}])
-    result = await sb.aexec(
-        ["python3", "-I", "-S", "-c", source],
-        stdin=payload,
-        timeout=timeout_s * len(tests) + 2 * timeout_s + 10,
-    )
+    frames = [header, *(_test_frame(t) for t in tests), {"marker": marker}]
+    payload = b"".join(_frame(f) for f in frames)
+    # Every test at its limit, one over the budget, and slack for the sandbox round trip.
+    return ["python3", "-I", "-S", "-c", source], payload, total + 2 * test_timeout + 10, marker
+
+
+def _calls_results(result: Any, marker: str, tests: Sequence[str | CodeTest]) -> list[CallResult]:
+    """The grader's report, checked entry by entry, compared with the expected values here."""
     lines = result.stdout.splitlines()
     if _CALLS_STARTED not in lines:  # nothing the code does can hide this line (it runs after)
-        raise RuntimeError(
+        raise SandboxError(
             f"the test grader failed in the sandbox: {result.describe()}: {result.stderr[-300:]}"
         )
     report = None
@@ -204,19 +247,93 @@ async def _run_calls(
             break
     if isinstance(report, dict) and isinstance(report.get("fatal"), str):
         raise SandboxError(f"the code_tests grader refused to run: {report['fatal']}")
-    results = report.get("results") if isinstance(report, dict) else None
-    if not isinstance(results, list):
+    entries = report.get("results") if isinstance(report, dict) else None
+    if not isinstance(entries, list) or len(entries) > len(tests):
         # The grader started but did not report: the code killed or stopped it. Nothing passed.
-        return [False] * len(tests)
-    passed = []
+        why = f"the test run failed ({result.describe()})"
+        return [CallResult(passed=False, error=why, load_error=True) for _ in tests]
+    out = []
     for i, t in enumerate(tests):
-        res = results[i] if i < len(results) else None
-        if isinstance(t, str):
-            passed.append(res == {"passed": True})
+        res = entries[i] if i < len(entries) else None
+        kind, text = ("", None)  # one {kind: data} entry per test, or nothing
+        if isinstance(res, dict) and len(res) == 1:
+            ((kind, text),) = res.items()
+        if kind in ("error", "load_error") and isinstance(text, str):
+            out.append(CallResult(passed=False, error=text, load_error=kind == "load_error"))
+        elif isinstance(t, str):
+            ok = res == {"passed": True}
+            out.append(CallResult(passed=ok, error=None if ok else "no result"))
+        elif kind == "value":
+            out.append(CallResult(passed=values_equal(text, t.expected), value=text))
         else:
-            ok = isinstance(res, dict) and set(res) == {"value"}
-            passed.append(ok and values_equal(res["value"], t.expected))
-    return passed
+            out.append(CallResult(passed=False, error="no result"))
+    return out
+
+
+def run_calls(
+    sandbox: Any,
+    code: str,
+    tests: Sequence[str | CodeTest],
+    *,
+    test_timeout: float,
+    total_timeout: float | None = None,
+    reuse_runner: bool = False,
+) -> list[CallResult]:
+    """Runs structured tests (and isolated snippets) against ``code`` in ``sandbox``.
+
+    The grader in the sandbox (``_code_calls.py``) reports what each call returned; the
+    comparison with ``expected`` (``values_equal``) happens here, so expected values never
+    enter the sandbox. Tests go in one at a time, in order: code run for one test never sees a
+    later test's input before it answered (put hidden tests after visible ones).
+
+    Args:
+        sandbox: An envkit ``Sandbox`` the code may run in (use a clean one).
+        code: The Python source that defines the functions called.
+        tests: ``CodeTest`` objects, or assert snippets (run in the trusted grader).
+        test_timeout: Seconds per test (the first call includes loading the code).
+        total_timeout: Seconds for all of them (default ``test_timeout * len(tests)``).
+        reuse_runner: One process loads the code once and takes the call tests in turn
+            (replaced when it fails one by timing out, dying or breaking the protocol), instead
+            of a fresh interpreter per test: faster, and state may carry from call to call.
+
+    Returns:
+        One ``CallResult`` per test, in order.
+
+    Raises:
+        envkit.sandbox.SandboxError: the sandbox or the grader in it failed.
+
+    Example:
+        >>> from envkit.sandbox import DockerSandbox
+        >>> code = "def add(a, b):\\n    return a + b\\n"
+        >>> tests = [CodeTest(call="add", args=[2, 3], expected=5)]
+        >>> tests.append(CodeTest(call="sub", args=[2, 3], expected=-1))
+        >>> with DockerSandbox() as sb:
+        ...     first, second = run_calls(sb, code, tests, test_timeout=2.0)
+        >>> first
+        CallResult(passed=True, value=5, error=None, load_error=False)
+        >>> second.error, second.load_error
+        ('the code does not define a function named sub', True)
+    """
+    cmd, payload, timeout, marker = _calls_request(
+        code, tests, test_timeout, total_timeout, reuse_runner
+    )
+    return _calls_results(sandbox.exec(cmd, stdin=payload, timeout=timeout), marker, tests)
+
+
+async def arun_calls(
+    sandbox: Any,
+    code: str,
+    tests: Sequence[str | CodeTest],
+    *,
+    test_timeout: float,
+    total_timeout: float | None = None,
+    reuse_runner: bool = False,
+) -> list[CallResult]:
+    """``run_calls`` through ``sandbox.aexec``."""
+    cmd, payload, timeout, marker = _calls_request(
+        code, tests, test_timeout, total_timeout, reuse_runner
+    )
+    return _calls_results(await sandbox.aexec(cmd, stdin=payload, timeout=timeout), marker, tests)
 
 
 async def _run_snippets(sb: Any, code: str, tests: list[str], timeout_s: float) -> list[bool]:
@@ -224,7 +341,7 @@ async def _run_snippets(sb: Any, code: str, tests: list[str], timeout_s: float) 
     nonce = secrets.token_hex(16)
     spec = {"code": code, "tests": tests, "nonce": nonce, "timeout": timeout_s}
     result = await sb.aexec(
-        ["python3", "-I", "-S", "-c", _source("_code_snippets.py")],
+        ["python3", "-I", "-S", "-c", _script("_code_snippets.py")],
         stdin=json.dumps(spec),
         timeout=(timeout_s + 1) * len(tests) + 10,
     )
@@ -295,7 +412,8 @@ async def code_tests(
         else:
             sb = sandbox
         if calls:
-            passed += await _run_calls(sb, code, calls, timeout_s)
+            results = await arun_calls(sb, code, calls, test_timeout=timeout_s)
+            passed += [r.passed for r in results]
         if snippets:
             passed += await _run_snippets(sb, code, snippets, timeout_s)
     return sum(passed) / len(parsed)
