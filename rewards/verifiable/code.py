@@ -68,7 +68,7 @@ from envkit.rewards.registry import reward
 from envkit.sandbox.errors import SandboxError
 from envkit.types import Trajectory
 
-__all__ = ["CallResult", "CodeTest", "arun_calls", "code_tests", "run_calls", "values_equal"]
+__all__ = ["CallResult", "CodeTest", "code_tests", "run_calls", "values_equal"]
 
 _CALLS_STARTED = "envkit-code-calls-started"
 _SNIPPETS_STARTED = "envkit-code-snippets-started"
@@ -320,22 +320,6 @@ def run_calls(
     return _calls_results(sandbox.exec(cmd, stdin=payload, timeout=timeout), marker, tests)
 
 
-async def arun_calls(
-    sandbox: Any,
-    code: str,
-    tests: Sequence[str | CodeTest],
-    *,
-    test_timeout: float,
-    total_timeout: float | None = None,
-    reuse_runner: bool = False,
-) -> list[CallResult]:
-    """``run_calls`` through ``sandbox.aexec``."""
-    cmd, payload, timeout, marker = _calls_request(
-        code, tests, test_timeout, total_timeout, reuse_runner
-    )
-    return _calls_results(await sandbox.aexec(cmd, stdin=payload, timeout=timeout), marker, tests)
-
-
 async def _run_snippets(sb: Any, code: str, tests: list[str], timeout_s: float) -> list[bool]:
     """Pass/fail per assert snippet (see the module docstring for what this cannot prevent)."""
     nonce = secrets.token_hex(16)
@@ -411,9 +395,10 @@ async def code_tests(
             sb = await stack.enter_async_context(sandbox.acquire())
         else:
             sb = sandbox
-        if calls:
-            results = await arun_calls(sb, code, calls, test_timeout=timeout_s)
-            passed += [r.passed for r in results]
+        if calls:  # run_calls, through aexec
+            cmd, payload, limit, marker = _calls_request(code, calls, timeout_s, None, False)
+            result = await sb.aexec(cmd, stdin=payload, timeout=limit)
+            passed += [r.passed for r in _calls_results(result, marker, calls)]
         if snippets:
             passed += await _run_snippets(sb, code, snippets, timeout_s)
     return sum(passed) / len(parsed)
