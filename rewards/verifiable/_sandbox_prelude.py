@@ -18,7 +18,6 @@ import os
 import select
 import signal
 import time
-import traceback
 
 MAX_VALUE_CHARS = 100_000
 MAX_FRAME = 64 << 20
@@ -161,5 +160,7 @@ def _strict(value, depth=0):
 
 
 def _short_error(exc):
+    import traceback  # only when needed: it costs every start a few milliseconds
+
     lines = traceback.format_exception_only(type(exc), exc)
     return "".join(lines).strip()[-500:]
