@@ -8,12 +8,13 @@ visible examples and hidden tests are written next to it.
 from __future__ import annotations
 
 import inspect
-import math
 import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from envkit.rewards.verifiable.code import values_equal
 
 __all__ = ["Case", "CodingTask", "outputs_equal", "task"]
 
@@ -81,28 +82,10 @@ def task(
 def outputs_equal(got: Any, expected: Any) -> bool:
     """Compares JSON values: floats with a small tolerance, booleans strictly (True is not 1).
 
+    The rule of every code grader: ``envkit.rewards.verifiable.code.values_equal``.
+
     Example:
         >>> outputs_equal([1, 0.1 + 0.2], [1, 0.3]), outputs_equal(True, 1)
         (True, False)
     """
-    if isinstance(expected, bool) or isinstance(got, bool):
-        return type(got) is type(expected) and got == expected
-    if isinstance(expected, float) or (isinstance(got, float) and isinstance(expected, int)):
-        return (
-            isinstance(got, (int, float))
-            and not isinstance(got, bool)
-            and math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
-        )
-    if isinstance(expected, list):
-        return (
-            isinstance(got, list)
-            and len(got) == len(expected)
-            and all(outputs_equal(g, e) for g, e in zip(got, expected, strict=True))
-        )
-    if isinstance(expected, dict):
-        return (
-            isinstance(got, dict)
-            and got.keys() == expected.keys()
-            and all(outputs_equal(got[k], expected[k]) for k in expected)
-        )
-    return type(got) is type(expected) and got == expected
+    return values_equal(got, expected)
