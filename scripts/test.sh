@@ -65,6 +65,6 @@ cat "$floors_log"
 read -r busy1 idle1 < <(cpu_ticks)
 busy=$((busy1 - busy0)); idle=$((idle1 - idle0))
 echo "== times: suite ${suite_s} s, both chains $((SECONDS - start)) s; CPUs busy" \
-  "$((100 * busy / (busy + idle > 0 ? busy + idle : 1)))% of the time ($(nproc) cores)"
+  "$((100 * busy / (busy + idle > 0 ? busy + idle : 1)))% of the time ($(getconf _NPROCESSORS_ONLN) cores)"
 echo "== make test: suite exit $suite, learning exit $learned, floors exit $floors"
 [ "$suite" -eq 0 ] && [ "$learned" -eq 0 ] && [ "$floors" -eq 0 ]
