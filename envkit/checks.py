@@ -9,12 +9,13 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import re
 import warnings
-from collections.abc import Callable
-from contextlib import redirect_stdout
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,9 +59,21 @@ def _make(env_id: str, kwargs: dict[str, Any]) -> ChatEnv:
     return env  # type: ignore[return-value]
 
 
-def _check_make(env_id: str, kwargs: dict[str, Any], seeds: list[int]) -> str:
+@contextmanager
+def _recording_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Records the warnings raised inside, and only those: garbage left by earlier code (an
+    unclosed socket's ``ResourceWarning`` when it happens to be collected here) is collected
+    first, so the env is not blamed for it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gc.collect()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        yield caught
+
+
+def _check_make(env_id: str, kwargs: dict[str, Any], seeds: list[int]) -> str:
+    with _recording_warnings() as caught:
         env = make(env_id, **kwargs)
         try:
             env.reset(seed=seeds[0])
@@ -78,8 +91,7 @@ def _check_env(env_id: str, kwargs: dict[str, Any], seeds: list[int]) -> str:
     env = _make(env_id, kwargs)
     try:
         # check_env renders in every render mode; "human" would print into our report.
-        with warnings.catch_warnings(record=True) as caught, redirect_stdout(io.StringIO()):
-            warnings.simplefilter("always")
+        with _recording_warnings() as caught, redirect_stdout(io.StringIO()):
             check_env(env, skip_render_check=False)
     finally:
         env.close()

@@ -43,9 +43,29 @@ from envkit._async import run_sync, to_thread
 from envkit.errors import InfraError
 from envkit.types import Message, ToolCall
 
-__all__ = ["Tool", "ToolBox", "ToolCallStats", "tool"]
+__all__ = ["Tool", "ToolBox", "ToolCallStats", "parse_arguments", "tool"]
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def parse_arguments(arguments: str | dict[str, Any]) -> dict[str, Any]:
+    """A tool call's arguments as a dict: a JSON object string is parsed ("" means ``{}``).
+
+    Raises:
+        ValueError: malformed JSON, or JSON that is not an object (the message is for the model).
+
+    Example:
+        >>> parse_arguments('{"city": "Paris"}'), parse_arguments("")
+        ({'city': 'Paris'}, {})
+    """
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as e:
+            raise ValueError(f"arguments are not valid JSON ({e.msg} at char {e.pos})") from e
+    if not isinstance(arguments, dict):
+        raise ValueError(f"arguments must be a JSON object, got {type(arguments).__name__}")
+    return arguments
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
@@ -195,13 +215,7 @@ class Tool:
             ValueError: the JSON is malformed or the arguments do not fit the schema; the message
                 is meant for the model.
         """
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as e:
-                raise ValueError(f"arguments are not valid JSON ({e.msg} at char {e.pos})") from e
-        if not isinstance(arguments, dict):
-            raise ValueError(f"arguments must be a JSON object, got {type(arguments).__name__}")
+        arguments = parse_arguments(arguments)
         try:
             model = self.args_model.model_validate(arguments)
         except ValidationError as e:

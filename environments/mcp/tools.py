@@ -25,7 +25,7 @@ from envkit.environments.mcp import _loop
 from envkit.environments.mcp.connection import MCPConnection, ServerGone, describe_error
 from envkit.environments.mcp.server import MCPServer
 from envkit.errors import InfraError
-from envkit.tools import Tool
+from envkit.tools import Tool, parse_arguments
 
 __all__ = [
     "MCPServerCrashed",
@@ -256,13 +256,7 @@ class MCPTool(Tool):
             ValueError: malformed JSON or not an object.
             TypeError: the arguments do not fit the schema (the message lists what is wrong).
         """
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as e:
-                raise ValueError(f"arguments are not valid JSON ({e.msg} at char {e.pos})") from e
-        if not isinstance(arguments, dict):
-            raise ValueError(f"arguments must be a JSON object, got {type(arguments).__name__}")
+        arguments = parse_arguments(arguments)
         if self._validator is None:
             import jsonschema
 

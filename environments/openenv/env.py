@@ -38,7 +38,7 @@ from envkit.environments.openenv._protocol import (
     get_json,
 )
 from envkit.errors import InfraError
-from envkit.tools import Tool, ToolBox
+from envkit.tools import Tool, ToolBox, parse_arguments
 from envkit.types import Message
 
 __all__ = ["OpenEnvChatEnv"]
@@ -65,13 +65,7 @@ class _RemoteTool(Tool):
         self.args_model = None  # type: ignore[assignment]
 
     def validate(self, arguments: str | dict[str, Any]) -> dict[str, Any]:
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as e:
-                raise ValueError(f"arguments are not valid JSON ({e.msg} at char {e.pos})") from e
-        if not isinstance(arguments, dict):
-            raise ValueError(f"arguments must be a JSON object, got {type(arguments).__name__}")
+        arguments = parse_arguments(arguments)
         missing = [k for k in self.params.get("required", []) if k not in arguments]
         if missing:
             raise TypeError(f"invalid arguments for {self.name}: missing {missing}")

@@ -128,3 +128,34 @@ def test_unknown_id_raises_with_suggestion() -> None:
 
     with pytest.raises(gym.error.NameNotFound, match="Did you mean: `Arithmetic`"):
         run_checks("Arithmetc-v0")
+
+
+def test_garbage_left_by_earlier_code_is_not_blamed_on_the_env(clean_registry: None) -> None:
+    """An unclosed socket that earlier code dropped in a reference cycle warns
+    (``ResourceWarning``) whenever the garbage collector happens to run: not inside a check."""
+    import gc
+    import socket
+
+    from envkit.environments.arithmetic import ArithmeticEnv
+
+    class CollectingEnv(ArithmeticEnv):
+        def __init__(self, **kwargs: Any) -> None:
+            gc.collect()  # the collector runs while the checks record warnings
+            super().__init__(**kwargs)
+
+    envkit.register("CollectsGarbage-v0", CollectingEnv)
+
+    class Holder:
+        pass
+
+    gc.disable()  # keep the garbage for the env's collection
+    try:
+        holder = Holder()
+        holder.me = holder  # type: ignore[attr-defined]  # a cycle: only gc frees it
+        holder.sock = socket.socket()  # type: ignore[attr-defined]  # never closed
+        del holder
+        results = run_checks("CollectsGarbage-v0", seeds=[0])
+    finally:
+        gc.enable()
+    failed = [(r.name, r.detail) for r in results if not r.passed]
+    assert not failed, failed
